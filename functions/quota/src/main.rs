@@ -1,0 +1,6 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    spendguard_core::telemetry::init();
+    let deps = spendguard_core::Deps::from_env().await?;
+    spendguard_core::api::run_http(quota::App::new(deps)).await
+}

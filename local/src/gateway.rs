@@ -1,0 +1,301 @@
+//! The dev gateway: what API Gateway and the Lambda service do in AWS, in process.
+//! It verifies dev tokens, routes every template route to its function with a
+//! payload 2.0 event, and serves the Lambda Invoke API.
+
+use crate::jwt;
+use aws_lambda_events::event::sqs::SqsEvent;
+use http::{HeaderMap, Method, StatusCode};
+use lambda_http::Body;
+use serde_json::{json, Map, Value};
+use spendguard_core::api::{error_response, HttpFunction, HttpResponse};
+use spendguard_core::template::{percent_decode, RouteSpec, Template};
+use spendguard_core::{Deps, Error};
+use std::collections::HashMap;
+
+/// Every function of the product, built from one set of dependencies.
+pub struct Functions {
+    pub quota: quota::App,
+    pub credits: credits::App,
+    pub redemption: redemption::App,
+    pub usage_ingest: usage_ingest::App,
+}
+
+impl Functions {
+    pub fn new(deps: Deps) -> Self {
+        Self {
+            quota: quota::App::new(deps.clone()),
+            credits: credits::App::new(deps.clone()),
+            redemption: redemption::App::new(deps.clone()),
+            usage_ingest: usage_ingest::App::new(deps),
+        }
+    }
+
+    /// Runs the HTTP function `name`; `None` if no HTTP function has that name.
+    async fn call_http(&self, name: &str, req: lambda_http::Request) -> Option<HttpResponse> {
+        Some(match name {
+            "quota" => self.quota.handle(req).await,
+            "credits" => self.credits.handle(req).await,
+            "redemption" => self.redemption.handle(req).await,
+            _ => return None,
+        })
+    }
+}
+
+/// A plain HTTP request as the dev gateway receives it.
+#[derive(Clone, Debug)]
+pub struct GatewayRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub source_ip: String,
+}
+
+pub struct Gateway {
+    functions: Functions,
+    routes: Vec<RouteSpec>,
+    template: Template,
+    secret: String,
+}
+
+const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+
+impl Gateway {
+    pub fn new(deps: Deps, secret: impl Into<String>) -> Self {
+        let template = Template::bundled();
+        Self {
+            functions: Functions::new(deps),
+            routes: template.routes(),
+            template,
+            secret: secret.into(),
+        }
+    }
+
+    pub fn functions(&self) -> &Functions {
+        &self.functions
+    }
+
+    pub async fn handle(&self, req: GatewayRequest) -> HttpResponse {
+        if let Some(rest) = req.path.strip_prefix(INVOKE_PREFIX) {
+            if let Some(name) = rest.strip_suffix("/invocations") {
+                if req.method == Method::POST {
+                    return self.invoke(name, &req.body).await;
+                }
+            }
+        }
+        let Some((route, params)) =
+            self.template
+                .match_route(&self.routes, req.method.as_str(), &req.path)
+        else {
+            return error_response(&Error::RouteNotFound(format!(
+                "{} {}",
+                req.method, req.path
+            )));
+        };
+        let Some(claims) = self.claims(&req.headers) else {
+            return error_response(&Error::Unauthorized);
+        };
+        let event = payload_v2_event(&req, &route, &params, &claims);
+        let lambda_req = match lambda_http::request::from_str(&event.to_string()) {
+            Ok(r) => r,
+            Err(e) => return error_response(&Error::Internal(format!("building event: {e}"))),
+        };
+        self.functions
+            .call_http(&route.function, lambda_req)
+            .await
+            .unwrap_or_else(|| error_response(&Error::RouteNotFound(route.route_key())))
+    }
+
+    fn claims(&self, headers: &HeaderMap) -> Option<HashMap<String, String>> {
+        let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?;
+        jwt::verify(&self.secret, token.trim(), chrono::Utc::now().timestamp())
+    }
+
+    /// `POST /2015-03-31/functions/{name}/invocations`: the raw event in, the
+    /// function's raw result out, as the Lambda service answers.
+    pub async fn invoke(&self, name: &str, body: &[u8]) -> HttpResponse {
+        let raw = |status: StatusCode, value: Value| {
+            let mut response = spendguard_core::api::json_response(status, &value);
+            if !status.is_success() {
+                let error_type = value["Type"]
+                    .as_str()
+                    .unwrap_or("ServiceException")
+                    .to_string();
+                if let Ok(v) = error_type.parse() {
+                    response.headers_mut().insert("x-amzn-errortype", v);
+                }
+            }
+            response
+        };
+        let text = String::from_utf8_lossy(body);
+        if name == "usage-ingest" {
+            return match serde_json::from_str::<SqsEvent>(&text) {
+                Ok(event) => {
+                    let result = self.functions.usage_ingest.handle(event).await;
+                    raw(
+                        StatusCode::OK,
+                        serde_json::to_value(result).unwrap_or(Value::Null),
+                    )
+                }
+                Err(e) => raw(
+                    StatusCode::BAD_REQUEST,
+                    json!({"Type": "InvalidRequestContentException", "Message": format!("not an SQS event: {e}")}),
+                ),
+            };
+        }
+        if !self.routes.iter().any(|r| r.function == name) {
+            return raw(
+                StatusCode::NOT_FOUND,
+                json!({"Type": "ResourceNotFoundException", "Message": format!("Function not found: {name}")}),
+            );
+        }
+        let req = match lambda_http::request::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                return raw(
+                    StatusCode::BAD_REQUEST,
+                    json!({"Type": "InvalidRequestContentException", "Message": format!("not an API Gateway event: {e}")}),
+                )
+            }
+        };
+        match self.functions.call_http(name, req).await {
+            Some(response) => raw(StatusCode::OK, api_gateway_v2_result(response)),
+            None => raw(
+                StatusCode::NOT_FOUND,
+                json!({"Type": "ResourceNotFoundException", "Message": format!("Function not found: {name}")}),
+            ),
+        }
+    }
+}
+
+/// The HTTP API payload 2.0 event API Gateway would send for `req`.
+fn payload_v2_event(
+    req: &GatewayRequest,
+    route: &RouteSpec,
+    params: &[(String, String)],
+    claims: &HashMap<String, String>,
+) -> Value {
+    let mut headers = Map::new();
+    for name in req.headers.keys() {
+        let joined = req
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        headers.insert(name.as_str().to_string(), Value::String(joined));
+    }
+    let mut query = Map::new();
+    for pair in req
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (
+            percent_decode(&k.replace('+', " ")),
+            percent_decode(&v.replace('+', " ")),
+        );
+        match query.get_mut(&k) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                query.insert(k, Value::String(v));
+            }
+        }
+    }
+    let path_params: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let now = chrono::Utc::now();
+    let user_agent = req
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = String::from_utf8_lossy(&req.body).into_owned();
+    json!({
+        "version": "2.0",
+        "routeKey": route.route_key(),
+        "rawPath": req.path,
+        "rawQueryString": req.query.clone().unwrap_or_default(),
+        "headers": headers,
+        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
+        "pathParameters": if path_params.is_empty() { Value::Null } else { Value::Object(path_params) },
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "domainPrefix": "local",
+            "http": {
+                "method": req.method.as_str(),
+                "path": req.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": req.source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": uuid_like(),
+            "routeKey": route.route_key(),
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+            "authorizer": { "jwt": { "claims": claims, "scopes": null } },
+        },
+        "body": if body.is_empty() { Value::Null } else { Value::String(body) },
+        "isBase64Encoded": false,
+    })
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "local-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What an HTTP function's handler returns through the Lambda runtime.
+fn api_gateway_v2_result(response: HttpResponse) -> Value {
+    let (parts, body) = response.into_parts();
+    let headers: Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_string(),
+                Value::String(v.to_str().ok()?.to_string()),
+            ))
+        })
+        .collect();
+    let (body, base64) = match body {
+        Body::Empty => (Value::Null, false),
+        Body::Text(t) => (Value::String(t), false),
+        Body::Binary(b) => {
+            use base64::Engine;
+            (
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                true,
+            )
+        }
+        _ => (Value::Null, false),
+    };
+    json!({
+        "statusCode": parts.status.as_u16(),
+        "headers": headers,
+        "body": body,
+        "isBase64Encoded": base64,
+        "cookies": [],
+    })
+}

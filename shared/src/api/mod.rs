@@ -1,0 +1,14 @@
+//! The HTTP edge shared by every HTTP function: who is calling (claims from the
+//! API Gateway payload 2.0 context), request parsing, and responses.
+
+pub mod auth;
+pub mod function;
+pub mod pagination;
+pub mod request;
+pub mod response;
+
+pub use auth::Caller;
+pub use function::{run_http, HttpFunction};
+pub use pagination::{Cursor, Page, PageRequest};
+pub use request::{idempotency_key, json_body, path_param, query_param, route_key, MAX_BODY_BYTES};
+pub use response::{error_response, json_response, respond, HttpResponse, HttpResult};

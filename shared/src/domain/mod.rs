@@ -1,0 +1,15 @@
+//! Pure domain rules and the newtypes parsed at the edge. Nothing here touches AWS.
+
+pub mod audit;
+pub mod auth_source;
+pub mod ids;
+pub mod money;
+pub mod platform;
+pub mod quota;
+pub mod window;
+
+pub use auth_source::AuthSource;
+pub use ids::{validate_id, EventId, UserId};
+pub use money::Usd;
+pub use platform::{Platform, Platforms};
+pub use window::{WindowBounds, WindowKind};

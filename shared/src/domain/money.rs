@@ -1,0 +1,266 @@
+//! Exact USD amounts: fixed point with 10 fractional digits in an `i128`.
+//!
+//! No `f64` anywhere: JSON numbers are read from their source text, DynamoDB `N`
+//! values are written and read as decimal text.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Number of fractional digits every amount carries.
+pub const SCALE: u32 = 10;
+const ONE: i128 = 10_i128.pow(SCALE);
+/// DynamoDB numbers hold 38 significant digits; stay well inside them.
+const MAX_ATOMS: i128 = 10_i128.pow(36);
+
+/// An exact amount of US dollars (may be negative internally, e.g. "remaining").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(i128);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AmountError(pub String);
+
+impl Usd {
+    pub const ZERO: Usd = Usd(0);
+
+    /// Amount from units of 10^-10 USD.
+    pub const fn from_atoms(atoms: i128) -> Self {
+        Usd(atoms)
+    }
+
+    pub const fn atoms(self) -> i128 {
+        self.0
+    }
+
+    pub fn from_whole(dollars: i64) -> Self {
+        Usd(dollars as i128 * ONE)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    pub fn checked_add(self, other: Usd) -> Option<Usd> {
+        self.0
+            .checked_add(other.0)
+            .filter(|v| v.abs() <= MAX_ATOMS)
+            .map(Usd)
+    }
+
+    pub fn saturating_sub(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_sub(other.0))
+    }
+
+    /// Parses any decimal text (`"1.25"`, `"-3"`, `"1e-3"`), allowing negatives.
+    /// Fails on more than 10 fractional digits, NaN/Infinity or out-of-range values.
+    pub fn parse_signed(text: &str) -> Result<Self, AmountError> {
+        let err = |why: &str| AmountError(format!("{text:?} is not a valid USD amount: {why}"));
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(err("empty"));
+        }
+        let (negative, t) = match t.as_bytes()[0] {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(i) => {
+                let exp: i32 = t[i + 1..].parse().map_err(|_| err("bad exponent"))?;
+                (&t[..i], exp)
+            }
+            None => (t, 0),
+        };
+        let (int_part, frac_part) = match mantissa.find('.') {
+            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty()
+            || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(err("not a decimal number"));
+        }
+        // digits * 10^(exponent - frac_len), as atoms = digits * 10^(SCALE + exponent - frac_len)
+        let digits = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        let shift = SCALE as i64 + exponent as i64 - frac_part.len() as i64;
+        let atoms: i128 = if digits.is_empty() {
+            0
+        } else if shift >= 0 {
+            if digits.len() as i64 + shift > 37 {
+                return Err(err("too large"));
+            }
+            let base: i128 = digits.parse().map_err(|_| err("too large"))?;
+            base.checked_mul(10_i128.pow(shift as u32))
+                .ok_or_else(|| err("too large"))?
+        } else {
+            // Negative shift: only trailing zeros may be dropped.
+            let drop = (-shift) as usize;
+            if drop > digits.len() || !digits[digits.len() - drop..].bytes().all(|b| b == b'0') {
+                return Err(err("more than 10 fractional digits"));
+            }
+            let kept = &digits[..digits.len() - drop];
+            if kept.is_empty() {
+                0
+            } else {
+                if kept.len() > 37 {
+                    return Err(err("too large"));
+                }
+                kept.parse().map_err(|_| err("too large"))?
+            }
+        };
+        if atoms > MAX_ATOMS {
+            return Err(err("too large"));
+        }
+        Ok(Usd(if negative { -atoms } else { atoms }))
+    }
+
+    /// Parses a non-negative amount, as every request field requires.
+    pub fn parse_non_negative(text: &str) -> Result<Self, AmountError> {
+        let v = Self::parse_signed(text)?;
+        if v.is_negative() {
+            return Err(AmountError(format!("{text:?} is negative")));
+        }
+        Ok(v)
+    }
+}
+
+impl fmt::Display for Usd {
+    /// Canonical text: no exponent, trailing fractional zeros dropped (`"1.25"`, `"0"`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let int = abs / ONE as u128;
+        let frac = abs % ONE as u128;
+        if frac == 0 {
+            write!(f, "{sign}{int}")
+        } else {
+            let frac = format!("{frac:010}");
+            write!(f, "{sign}{int}.{}", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+impl FromStr for Usd {
+    type Err = AmountError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_non_negative(s)
+    }
+}
+
+impl std::ops::Add for Usd {
+    type Output = Usd;
+    fn add(self, rhs: Usd) -> Usd {
+        Usd(self.0 + rhs.0)
+    }
+}
+
+impl std::ops::Sub for Usd {
+    type Output = Usd;
+    fn sub(self, rhs: Usd) -> Usd {
+        Usd(self.0 - rhs.0)
+    }
+}
+
+impl std::iter::Sum for Usd {
+    fn sum<I: Iterator<Item = Usd>>(iter: I) -> Usd {
+        iter.fold(Usd::ZERO, |a, b| a + b)
+    }
+}
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Accepts a JSON string or a JSON number, reading the number from its exact source
+/// text (never through `f64`). Negative amounts are refused: every input amount is ≥ 0.
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        let parsed = if text.starts_with('"') {
+            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+            Usd::parse_non_negative(&s)
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            Usd::parse_non_negative(text)
+        } else {
+            Err(AmountError(format!("{text} is not a USD amount")))
+        };
+        parsed.map_err(|e| serde::de::Error::custom(format!("invalid_amount: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Usd, AmountError> {
+        Usd::parse_signed(s)
+    }
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        assert_eq!(p("1.25").unwrap().to_string(), "1.25");
+        assert_eq!(p("0.0000012500").unwrap().to_string(), "0.00000125");
+        assert_eq!(p("0").unwrap().to_string(), "0");
+        assert_eq!(p("-3.5").unwrap().to_string(), "-3.5");
+        assert_eq!(p("1e-3").unwrap().to_string(), "0.001");
+        assert_eq!(p("1.5E2").unwrap().to_string(), "150");
+        assert_eq!(p("0.0000000001").unwrap().atoms(), 1);
+        assert_eq!(p(".5").unwrap().to_string(), "0.5");
+        assert_eq!(p("12.").unwrap().to_string(), "12");
+        assert_eq!(p("1.00000000000").unwrap().to_string(), "1");
+    }
+
+    #[test]
+    fn refuses_bad_amounts() {
+        for bad in [
+            "",
+            "NaN",
+            "Infinity",
+            "-",
+            "1.2.3",
+            "0.00000000001",
+            "1e-11",
+            "1e400",
+            "1e38",
+            "abc",
+            "1,5",
+            " ",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?} should fail");
+        }
+        assert!(Usd::parse_non_negative("-1").is_err());
+    }
+
+    #[test]
+    fn json_number_and_string_are_exact() {
+        let v: Usd = serde_json::from_str("0.1").unwrap();
+        assert_eq!(v.atoms(), 1_000_000_000);
+        let v: Usd = serde_json::from_str("\"123456789012.0000000001\"").unwrap();
+        assert_eq!(v.to_string(), "123456789012.0000000001");
+        let e = serde_json::from_str::<Usd>("-1").unwrap_err().to_string();
+        assert!(e.starts_with("invalid_amount: "), "{e}");
+        assert!(serde_json::from_str::<Usd>("true").is_err());
+        assert!(serde_json::from_str::<Usd>("0.00000000001").is_err());
+        assert_eq!(
+            serde_json::to_string(&p("2.50").unwrap()).unwrap(),
+            "\"2.5\""
+        );
+    }
+
+    #[test]
+    fn sums_tiny_amounts_exactly() {
+        let tiny = p("0.0000000001").unwrap();
+        let total: Usd = std::iter::repeat_n(tiny, 100_000).sum();
+        assert_eq!(total.to_string(), "0.00001");
+    }
+}

@@ -1,0 +1,173 @@
+//! The one error type of spendguard and its HTTP mapping.
+//!
+//! Every failure a handler can meet is a variant here; [`Error::status`] and
+//! [`Error::code`] are the only place that decides what a client sees.
+
+use http::StatusCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- authentication and routing ---
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+
+    // --- bad input (4xx, nothing written) ---
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("unknown platform {0:?}")]
+    UnknownPlatform(String),
+    #[error("unknown auth source {0:?}")]
+    UnknownAuthSource(String),
+    #[error("unknown window {0:?}; expected daily, weekly or monthly")]
+    InvalidWindow(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyKeyInUse,
+
+    // --- business refusals ---
+    #[error("{0}")]
+    InsufficientCredits(String),
+    #[error("redemption code not found")]
+    CodeNotFound,
+    #[error("redemption code is disabled")]
+    CodeDisabled,
+    #[error("redemption code has expired")]
+    CodeExpired,
+    #[error("redemption code has no uses left")]
+    CodeExhausted,
+    #[error("this code was already redeemed by this user")]
+    AlreadyRedeemed,
+    #[error("a redemption of this code by this user is in progress")]
+    RedemptionInProgress,
+    #[error("too many failed redemption attempts; try again later")]
+    TooManyFailedAttempts { retry_after_seconds: i64 },
+    #[error("{0}")]
+    Conflict(String),
+
+    // --- our fault ---
+    #[error("{0} is not implemented yet")]
+    NotImplemented(String),
+    #[error("the data store is unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            RouteNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
+            InvalidRequest(_)
+            | InvalidAmount(_)
+            | InvalidId(_)
+            | UnknownPlatform(_)
+            | UnknownAuthSource(_)
+            | InvalidWindow(_)
+            | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyKeyInUse => StatusCode::CONFLICT,
+            InsufficientCredits(_) => StatusCode::CONFLICT,
+            CodeNotFound => StatusCode::NOT_FOUND,
+            CodeDisabled => StatusCode::FORBIDDEN,
+            CodeExpired => StatusCode::GONE,
+            CodeExhausted | AlreadyRedeemed | RedemptionInProgress | Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, snake_case error code of the contract.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            Unauthorized => "unauthorized",
+            Forbidden(_) => "forbidden",
+            RouteNotFound(_) => "route_not_found",
+            NotFound(_) => "not_found",
+            InvalidRequest(_) => "invalid_request",
+            InvalidAmount(_) => "invalid_amount",
+            InvalidId(_) => "invalid_id",
+            UnknownPlatform(_) => "unknown_platform",
+            UnknownAuthSource(_) => "unknown_auth_source",
+            InvalidWindow(_) => "invalid_window",
+            PayloadTooLarge { .. } => "payload_too_large",
+            InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            IdempotencyKeyMismatch => "idempotency_key_mismatch",
+            IdempotencyKeyInUse => "idempotency_key_in_use",
+            InsufficientCredits(_) => "insufficient_credits",
+            CodeNotFound => "code_not_found",
+            CodeDisabled => "code_disabled",
+            CodeExpired => "code_expired",
+            CodeExhausted => "code_exhausted",
+            AlreadyRedeemed => "already_redeemed",
+            RedemptionInProgress => "redemption_in_progress",
+            TooManyFailedAttempts { .. } => "too_many_failed_attempts",
+            Conflict(_) => "conflict",
+            NotImplemented(_) => "not_implemented",
+            StoreUnavailable(_) => "store_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+
+    /// Message safe to show a client: our-fault errors do not leak internals.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::StoreUnavailable(_) => "the data store is unavailable; retry later".into(),
+            Error::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Extra fields for the error body, beside `code` and `message`.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::TooManyFailedAttempts {
+                retry_after_seconds,
+            } => Some(serde_json::json!({ "retry_after_seconds": retry_after_seconds })),
+            _ => None,
+        }
+    }
+
+    /// Maps a JSON body error. Newtypes that fail inside a body prefix their message
+    /// with their error code (`"invalid_amount: ..."`), so the code survives serde.
+    pub fn from_json(err: serde_json::Error) -> Self {
+        let text = err.to_string();
+        for (prefix, make) in [
+            (
+                "invalid_amount: ",
+                Error::InvalidAmount as fn(String) -> Error,
+            ),
+            ("invalid_id: ", Error::InvalidId),
+        ] {
+            if let Some(pos) = text.find(prefix) {
+                return make(text[pos + prefix.len()..].to_string());
+            }
+        }
+        Error::InvalidRequest(format!("malformed JSON body: {text}"))
+    }
+}

@@ -1,0 +1,37 @@
+//! Key design of the single spendguard table.
+//!
+//! | item                   | pk                         | sk                         |
+//! |------------------------|----------------------------|----------------------------|
+//! | user quota (1/platform)| `USER#{user_id}`           | `QUOTA#{platform}`         |
+//! | credit account         | `USER#{user_id}`           | `CREDITS`                  |
+//! | ledger entry           | `USER#{user_id}`           | `LEDGER#{seq:020}`         |
+//! | subscription           | `USER#{user_id}`           | `SUB#{plan_id}`            |
+//! | quota defaults         | `CONFIG`                   | `QUOTA_DEFAULTS#{scope}`   |
+//! | usage event record     | `EVENT#{event_id}`         | `EVENT`                    |
+//! | idempotency record     | `IDEMPOTENCY#{scope}#{key}`| `IDEMPOTENCY`              |
+//! | audit entry            | `AUDIT`                    | `{created_at}#{id}`        |
+//! | redemption code        | `CODE#{CODE}`              | `CODE`                     |
+//! | code redemption        | `CODE#{CODE}`              | `REDEMPTION#{user_id}`     |
+//! | lease lock             | `LOCK#{name}`              | `LOCK`                     |
+//!
+//! Attribute names `pk`, `sk`, `gsi1pk`, `gsi1sk` and the TTL attribute
+//! `expires_at_epoch` are defined in `infra/template.yaml`.
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI1_PK: &str = "gsi1pk";
+pub const GSI1_SK: &str = "gsi1sk";
+/// Epoch seconds after which DynamoDB TTL may delete the item. Deletion lags, so
+/// readers must still check it.
+pub const TTL: &str = "expires_at_epoch";
+
+pub fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+pub const QUOTA_SK_PREFIX: &str = "QUOTA#";
+
+pub fn quota_sk(platform: &str) -> String {
+    format!("{QUOTA_SK_PREFIX}{platform}")
+}

@@ -1,0 +1,109 @@
+//! The DynamoDB adapter. Every spendguard item lives in one table (name from
+//! configuration); [`keys`] documents the key design. Narrow traits per capability
+//! (e.g. [`QuotaStore`]) are what handlers depend on.
+
+pub mod attr;
+pub mod audit;
+pub mod keys;
+mod quota;
+pub mod schema;
+mod stats;
+pub mod txn;
+
+pub use audit::{AuditFilter, AuditStore};
+pub use quota::QuotaStore;
+pub use stats::RequestStats;
+
+use crate::config::Config;
+use crate::error::Error;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::Client;
+use std::sync::Arc;
+
+/// Region used when nothing in the environment names one (local engines ignore it).
+const FALLBACK_REGION: &str = "us-east-1";
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+    stats: Arc<RequestStats>,
+}
+
+impl DynamoStore {
+    /// Endpoint, region and credentials from the standard AWS environment
+    /// (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+    pub async fn from_env(config: &Config) -> Self {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        if sdk.region().is_none() {
+            builder = builder.region(Region::new(FALLBACK_REGION));
+        }
+        Self::with_builder(builder, &config.table_name)
+    }
+
+    /// A client for a DynamoDB-compatible engine at `endpoint` with placeholder
+    /// credentials (local engines accept any).
+    pub fn for_local_endpoint(endpoint: &str, table: &str) -> Self {
+        let builder = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(FALLBACK_REGION))
+            .credentials_provider(Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "spendguard-local",
+            ));
+        Self::with_builder(builder, table)
+    }
+
+    fn with_builder(builder: aws_sdk_dynamodb::config::Builder, table: &str) -> Self {
+        let stats = Arc::new(RequestStats::default());
+        let client = Client::from_conf(
+            builder
+                .interceptor(stats::CountingInterceptor(stats.clone()))
+                .build(),
+        );
+        Self {
+            client,
+            table: table.into(),
+            stats,
+        }
+    }
+
+    /// The same connection on another table (tests give each case its own).
+    pub fn with_table(&self, table: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            table: table.into(),
+            stats: Arc::new(RequestStats::default()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Requests sent to DynamoDB through this store (every attempt counts).
+    pub fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+}
+
+/// Any SDK failure that is not a business outcome: the store is unavailable.
+pub fn unavailable<E: std::fmt::Debug>(err: SdkError<E>) -> Error {
+    let text = match &err {
+        SdkError::ServiceError(e) => format!("{:?}", e.err()),
+        other => format!("{other:?}"),
+    };
+    Error::StoreUnavailable(text)
+}

@@ -1,0 +1,274 @@
+//! Integration-test harness. Every test gets the real functions behind the dev
+//! gateway, on its own table, in a DynamoDB-compatible engine reached over HTTP
+//! through aws-sdk-dynamodb. Nothing of our store is mocked.
+//!
+//! Engine selection:
+//! - default: an in-process dynoxide server, one per test binary;
+//! - `SPENDGUARD_TEST_ENDPOINT=http://host:port`: any compatible endpoint, with
+//!   placeholder credentials (DynamoDB Local, moto, a dynoxide process, ...);
+//! - `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): that endpoint with the
+//!   standard AWS credentials and region chain, e.g. real DynamoDB.
+
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::Value;
+use spendguard_core::{Clock, Config, Deps, DynamoStore};
+use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, GatewayRequest};
+use std::sync::{Arc, OnceLock};
+
+pub use spendguard_local::jwt::Role;
+
+pub const ENV_TEST_ENDPOINT: &str = "SPENDGUARD_TEST_ENDPOINT";
+const TEST_SECRET: &str = "spendguard-test-secret";
+
+enum Engine {
+    /// Placeholder credentials at this URL.
+    Local(String),
+    /// The standard AWS environment decides endpoint and credentials.
+    FromEnv,
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        if let Some(url) = std::env::var(ENV_TEST_ENDPOINT)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            return Engine::Local(url);
+        }
+        if endpoint_from_env().is_some() {
+            return Engine::FromEnv;
+        }
+        // The engine outlives every test's own runtime: give it a thread and runtime.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("engine runtime");
+            runtime.block_on(async move {
+                let endpoint = engine::start(([127, 0, 0, 1], 0).into(), None).await;
+                tx.send(endpoint).expect("test waits for the engine");
+                std::future::pending::<()>().await
+            });
+        });
+        Engine::Local(
+            rx.recv()
+                .expect("engine thread")
+                .expect("embedded engine starts"),
+        )
+    })
+}
+
+/// Describes which engine the suite runs against (printed by tests that care).
+pub fn engine_description() -> String {
+    match engine() {
+        Engine::Local(url) => url.clone(),
+        Engine::FromEnv => endpoint_from_env().unwrap_or_default(),
+    }
+}
+
+/// One test's world: its own table, the real functions, a controllable clock.
+pub struct TestEnv {
+    pub gateway: Gateway,
+    pub store: DynamoStore,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+}
+
+impl TestEnv {
+    /// Default configuration (four platforms, UTC), system clock.
+    pub async fn new() -> Self {
+        Self::build(|_| {}, Clock::system()).await
+    }
+
+    /// Adjusts the configuration and picks the clock before the functions are built.
+    pub async fn build(configure: impl FnOnce(&mut Config), clock: Clock) -> Self {
+        let table = format!("t{}", uuid::Uuid::new_v4().simple());
+        let mut config = Config::for_table(&table);
+        configure(&mut config);
+        let store = match engine() {
+            Engine::Local(url) => DynamoStore::for_local_endpoint(url, &table),
+            Engine::FromEnv => DynamoStore::from_env(&config).await,
+        };
+        ensure_tables(&store, &config)
+            .await
+            .expect("test tables are created");
+        let config = Arc::new(config);
+        let deps = Deps {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        };
+        Self {
+            gateway: Gateway::new(deps.clone(), TEST_SECRET),
+            store,
+            config,
+            clock,
+        }
+    }
+
+    /// The dependencies the functions were built with (for calling domain
+    /// services directly, e.g. from a CLI test).
+    pub fn deps(&self) -> Deps {
+        Deps {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    pub fn token(&self, user: &str, role: Role) -> String {
+        jwt::issue(TEST_SECRET, user, role, 3600)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> TestRequest<'_> {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path.to_string(), None),
+        };
+        TestRequest {
+            env: self,
+            req: GatewayRequest {
+                method: Method::from_bytes(method.as_bytes()).expect("valid method"),
+                path,
+                query,
+                headers: HeaderMap::new(),
+                body: Vec::new(),
+                source_ip: "203.0.113.9".into(),
+            },
+        }
+    }
+
+    pub fn get(&self, path: &str) -> TestRequest<'_> {
+        self.request("GET", path)
+    }
+
+    pub fn post(&self, path: &str) -> TestRequest<'_> {
+        self.request("POST", path)
+    }
+
+    pub fn put(&self, path: &str) -> TestRequest<'_> {
+        self.request("PUT", path)
+    }
+
+    pub fn patch(&self, path: &str) -> TestRequest<'_> {
+        self.request("PATCH", path)
+    }
+
+    /// Invokes a function through the Lambda Invoke API with a raw event.
+    pub async fn invoke(&self, function: &str, event: &Value) -> TestResponse {
+        TestResponse::from(
+            self.gateway
+                .invoke(function, event.to_string().as_bytes())
+                .await,
+        )
+    }
+}
+
+pub struct TestRequest<'a> {
+    env: &'a TestEnv,
+    req: GatewayRequest,
+}
+
+impl TestRequest<'_> {
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.req
+            .headers
+            .append(name, HeaderValue::from_str(value).expect("valid header"));
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn as_role(self, user: &str, role: Role) -> Self {
+        let token = self.env.token(user, role);
+        self.bearer(&token)
+    }
+
+    pub fn as_user(self, user: &str) -> Self {
+        self.as_role(user, Role::User)
+    }
+
+    pub fn as_admin(self) -> Self {
+        self.as_role("admin-1", Role::Admin)
+    }
+
+    pub fn as_service(self) -> Self {
+        self.as_role("gateway-1", Role::Service)
+    }
+
+    pub fn json(mut self, body: &Value) -> Self {
+        self.req.body = body.to_string().into_bytes();
+        self.header("content-type", "application/json")
+    }
+
+    pub fn raw_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.req.body = body.into();
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        TestResponse::from(self.env.gateway.handle(self.req).await)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON (`Null` if it is not JSON).
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// The contract's error code, if this is an error body.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        self.assert_status(status);
+        assert_eq!(self.error_code(), Some(code), "body: {}", self.text);
+        self
+    }
+}
+
+impl From<lambda_http::Response<lambda_http::Body>> for TestResponse {
+    fn from(response: lambda_http::Response<lambda_http::Body>) -> Self {
+        let (parts, body) = response.into_parts();
+        let text = match body {
+            lambda_http::Body::Text(t) => t,
+            lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        Self {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+}
+
+/// A file of `events/`, parsed.
+pub fn sample_event(name: &str) -> Value {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

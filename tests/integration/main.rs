@@ -1,0 +1,3 @@
+//! The integration suite: one binary (one link), one module per capability.
+
+mod foundation;
