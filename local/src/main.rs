@@ -42,11 +42,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve {
-        addr: "127.0.0.1:9000".parse()?,
-        data_dir: ".local-data".into(),
-        engine_port: 8000,
-    }) {
+    // No subcommand means `serve`, with its flags read from the environment.
+    let command = match cli.command {
+        Some(command) => command,
+        None => Cli::parse_from(["spendguard-local", "serve"])
+            .command
+            .ok_or("serve is a subcommand")?,
+    };
+    match command {
         Command::Token {
             user,
             role,
