@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the integration suite, unchanged, against a second DynamoDB-compatible
+# engine: moto's server (Python), installed into .tools/moto-venv and started on
+# a free loopback port for the duration of the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION=5.2.5
+VENV=.tools/moto-venv
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet "moto[server,dynamodb]==$MOTO_VERSION"
+fi
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >.tools/moto.log 2>&1 &
+MOTO_PID=$!
+trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$PORT" && break
+  sleep 0.2
+done
+
+echo "integration suite against moto on http://127.0.0.1:$PORT"
+SPENDGUARD_TEST_ENDPOINT="http://127.0.0.1:$PORT" cargo test -p spendguard-tests --locked -- "$@"
