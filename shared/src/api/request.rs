@@ -30,14 +30,24 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses a JSON body of at most [`MAX_BODY_BYTES`].
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
-    let bytes: &[u8] = match req.body() {
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
         Body::Empty => b"",
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
         _ => b"",
-    };
+    }
+}
+
+/// The request's identity for `Idempotency-Key` matching: method, path and the
+/// canonical JSON body.
+pub fn request_fingerprint(req: &Request) -> crate::store::Fingerprint {
+    crate::store::Fingerprint::of(req.method().as_str(), req.uri().path(), body_bytes(req))
+}
+
+/// Parses a JSON body of at most [`MAX_BODY_BYTES`].
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    let bytes = body_bytes(req);
     if bytes.len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge {
             limit: MAX_BODY_BYTES,

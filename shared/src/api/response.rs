@@ -48,3 +48,16 @@ pub fn error_response(err: &Error) -> HttpResponse {
 pub fn respond(result: HttpResult) -> HttpResponse {
     result.unwrap_or_else(|e| error_response(&e))
 }
+
+/// Header marking a response replayed for a repeated `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The stored first response to an `Idempotency-Key`, with `Idempotent-Replayed: true`.
+pub fn replayed_response(stored: &crate::store::StoredResponse) -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(IDEMPOTENT_REPLAYED, "true")
+        .body(Body::Text(stored.body.clone()))
+        .expect("static response parts are valid")
+}

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth_source;
+pub mod credits;
 pub mod ids;
 pub mod money;
 pub mod platform;

@@ -4,6 +4,8 @@
 
 pub mod attr;
 pub mod audit;
+pub mod credits;
+pub mod idempotency;
 pub mod keys;
 mod quota;
 pub mod schema;
@@ -11,6 +13,8 @@ mod stats;
 pub mod txn;
 
 pub use audit::{AuditFilter, AuditStore};
+pub use credits::{CommitError, CreditStore, CreditTxn};
+pub use idempotency::{Claim, Fingerprint, Lease, StoredResponse};
 pub use quota::QuotaStore;
 pub use stats::RequestStats;
 

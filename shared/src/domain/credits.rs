@@ -1,0 +1,839 @@
+//! Credits: an account `{available, total, used}`, its append-only ledger and
+//! the admin adjustment rules. Pure: the store decides nothing about balances.
+//!
+//! Every balance change goes through [`Account::apply`], which returns the next
+//! account state and the ledger entry describing it, so the two are always
+//! written together (see `DynamoStore::ledger_actions`).
+
+use super::UserId;
+use crate::error::Error;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Longest adjustment reason accepted (characters).
+pub const MAX_REASON_CHARS: usize = 500;
+/// Ledger category of admin adjustments (API and CLI).
+pub const CATEGORY_ADMIN_ADJUST: &str = "admin_adjust";
+
+/// A user's credit account. `seq` is the number of the last ledger entry; an
+/// account that was never written reads as zeros with `seq` 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub user_id: UserId,
+    pub available: i64,
+    pub total: i64,
+    pub used: i64,
+    pub seq: u64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// What a ledger entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryType {
+    /// Adds to available and total (admin grant).
+    Grant,
+    /// Lowers available only (admin deduction).
+    Deduct,
+    /// Usage: lowers available, raises used; may go below zero.
+    Consume,
+    /// A grant through a redemption code.
+    Redeem,
+}
+
+impl EntryType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryType::Grant => "grant",
+            EntryType::Deduct => "deduct",
+            EntryType::Consume => "consume",
+            EntryType::Redeem => "redeem",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "grant" => EntryType::Grant,
+            "deduct" => EntryType::Deduct,
+            "consume" => EntryType::Consume,
+            "redeem" => EntryType::Redeem,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EntryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One immutable ledger entry. `amount` is the signed change to `available`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub user_id: UserId,
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: EntryType,
+    pub amount: i64,
+    pub balance_before: i64,
+    pub balance_after: i64,
+    pub category: String,
+    pub description: String,
+    /// What caused the entry (event id, code, idempotency key), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A requested balance change, before it is applied to an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub kind: EntryType,
+    /// Magnitude, always > 0; the sign follows from `kind`.
+    pub credits: i64,
+    pub category: String,
+    pub description: String,
+    pub reference: Option<String>,
+    /// Whether `available` may end below zero. Usage may (it is real spend);
+    /// an admin deduction only when forced.
+    pub allow_negative: bool,
+    /// Ledger entry id; `None` draws a random one. Callers with a natural id
+    /// (an event id) pass it so a retried write cannot create a second entry.
+    pub id: Option<String>,
+}
+
+impl Change {
+    fn new(kind: EntryType, credits: i64, category: &str, description: &str) -> Self {
+        Self {
+            kind,
+            credits,
+            category: category.to_string(),
+            description: description.to_string(),
+            reference: None,
+            allow_negative: kind == EntryType::Consume,
+            id: None,
+        }
+    }
+
+    pub fn grant(credits: i64, category: &str, description: &str) -> Self {
+        Self::new(EntryType::Grant, credits, category, description)
+    }
+
+    /// An admin deduction; refused below zero unless [`Change::forced`].
+    pub fn deduct(credits: i64, category: &str, description: &str) -> Self {
+        Self::new(EntryType::Deduct, credits, category, description)
+    }
+
+    /// Usage consumption; allowed to take the balance below zero.
+    pub fn consume(credits: i64, category: &str, description: &str) -> Self {
+        Self::new(EntryType::Consume, credits, category, description)
+    }
+
+    pub fn redeem(credits: i64, category: &str, description: &str) -> Self {
+        Self::new(EntryType::Redeem, credits, category, description)
+    }
+
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Allows the balance to end below zero (`force`).
+    pub fn forced(mut self, force: bool) -> Self {
+        self.allow_negative = self.allow_negative || force;
+        self
+    }
+
+    /// The signed change to `available`.
+    pub fn signed_amount(&self) -> i64 {
+        match self.kind {
+            EntryType::Grant | EntryType::Redeem => self.credits,
+            // credits > 0 is checked in `apply`, so the negation cannot overflow.
+            EntryType::Deduct | EntryType::Consume => -self.credits,
+        }
+    }
+}
+
+/// The result of applying a [`Change`]: the account as read, the account to
+/// write, and the ledger entry between them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub before: Account,
+    pub after: Account,
+    pub entry: LedgerEntry,
+}
+
+fn overflow() -> Error {
+    Error::InvalidAmount("the change would overflow the credit balance (64-bit integer)".into())
+}
+
+impl Account {
+    /// The account of a user who has none yet: zeros.
+    pub fn empty(user_id: UserId) -> Self {
+        Self {
+            user_id,
+            available: 0,
+            total: 0,
+            used: 0,
+            seq: 0,
+            updated_at: None,
+        }
+    }
+
+    /// Whether the account item exists (every write adds a ledger entry).
+    pub fn exists(&self) -> bool {
+        self.seq > 0
+    }
+
+    /// Computes the next state and its ledger entry. Errors: a non-positive
+    /// amount (internal misuse), overflow (400 `invalid_amount`), or a balance
+    /// below zero where the change does not allow it (409 `insufficient_credits`).
+    pub fn apply(&self, change: &Change, now: DateTime<Utc>) -> Result<Applied, Error> {
+        if change.credits <= 0 {
+            return Err(Error::Internal(format!(
+                "a {} ledger change needs a positive amount, got {}",
+                change.kind, change.credits
+            )));
+        }
+        let amount = change.signed_amount();
+        let available = self.available.checked_add(amount).ok_or_else(overflow)?;
+        if available < 0 && !change.allow_negative {
+            return Err(Error::InsufficientCredits(format!(
+                "available credits {} cannot cover a deduction of {}",
+                self.available, change.credits
+            )));
+        }
+        let (total, used) = match change.kind {
+            EntryType::Grant | EntryType::Redeem => (
+                self.total
+                    .checked_add(change.credits)
+                    .ok_or_else(overflow)?,
+                self.used,
+            ),
+            EntryType::Deduct => (self.total, self.used),
+            EntryType::Consume => (
+                self.total,
+                self.used.checked_add(change.credits).ok_or_else(overflow)?,
+            ),
+        };
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| Error::Internal("ledger sequence exhausted".into()))?;
+        let after = Account {
+            user_id: self.user_id.clone(),
+            available,
+            total,
+            used,
+            seq,
+            updated_at: Some(now),
+        };
+        let entry = LedgerEntry {
+            id: change
+                .id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            user_id: self.user_id.clone(),
+            seq,
+            kind: change.kind,
+            amount,
+            balance_before: self.available,
+            balance_after: available,
+            category: change.category.clone(),
+            description: change.description.clone(),
+            reference: change.reference.clone(),
+            created_at: now,
+        };
+        Ok(Applied {
+            before: self.clone(),
+            after,
+            entry,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Admin adjustment: shared by the API and the admin CLI.
+// ---------------------------------------------------------------------------
+
+/// What an adjustment request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustMode {
+    /// Read only: the account.
+    Check,
+    /// The plan, nothing written.
+    DryRun,
+    /// Write it.
+    Apply,
+}
+
+impl AdjustMode {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "apply" => Ok(AdjustMode::Apply),
+            "dry_run" => Ok(AdjustMode::DryRun),
+            "check" => Ok(AdjustMode::Check),
+            other => Err(Error::InvalidRequest(format!(
+                "unknown mode {other:?}; expected apply, dry_run or check"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdjustMode::Check => "check",
+            AdjustMode::DryRun => "dry_run",
+            AdjustMode::Apply => "apply",
+        }
+    }
+}
+
+/// How the new balance is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustBy {
+    /// Set `available` to this value (≥ 0); the adjustment is target − available,
+    /// recomputed against the balance at commit time.
+    Target(i64),
+    /// Change `available` by this much.
+    Delta(i64),
+}
+
+/// A validated adjustment request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdjustRequest {
+    /// `None` only in check mode.
+    pub by: Option<AdjustBy>,
+    pub reason: String,
+    pub mode: AdjustMode,
+    pub force: bool,
+}
+
+/// Parses an integer credit amount typed by an operator (`"100"`, `"-5"`).
+pub fn parse_credits(what: &str, text: &str) -> Result<i64, Error> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::InvalidAmount(format!(
+            "{what} must be an integer, got {text:?}"
+        )));
+    }
+    t.parse::<i64>().map_err(|_| {
+        Error::InvalidAmount(format!(
+            "{what} {text} is out of range (64-bit signed integer)"
+        ))
+    })
+}
+
+fn json_credits(what: &str, value: &Value) -> Result<i64, Error> {
+    match value {
+        Value::Number(n) => {
+            if let Some(v) = n.as_i64() {
+                Ok(v)
+            } else if n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            {
+                Err(Error::InvalidAmount(format!(
+                    "{what} {n} is out of range (64-bit signed integer)"
+                )))
+            } else {
+                Err(Error::InvalidAmount(format!(
+                    "{what} must be an integer, got {n}"
+                )))
+            }
+        }
+        other => Err(Error::InvalidAmount(format!(
+            "{what} must be an integer, got {other}"
+        ))),
+    }
+}
+
+/// Checks a reason: 1–500 characters, not only whitespace.
+pub fn validate_reason(reason: &str) -> Result<(), Error> {
+    if reason.trim().is_empty() {
+        return Err(Error::InvalidRequest("reason must not be empty".into()));
+    }
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(Error::InvalidRequest(format!(
+            "reason must be at most {MAX_REASON_CHARS} characters, got {chars}"
+        )));
+    }
+    Ok(())
+}
+
+impl AdjustRequest {
+    /// Validates the parts (what the CLI builds from its arguments).
+    pub fn new(
+        by: Option<AdjustBy>,
+        reason: &str,
+        mode: AdjustMode,
+        force: bool,
+    ) -> Result<Self, Error> {
+        match by {
+            None if mode != AdjustMode::Check => {
+                return Err(Error::InvalidRequest(
+                    "exactly one of target and delta is required".into(),
+                ))
+            }
+            Some(AdjustBy::Target(t)) if t < 0 => {
+                return Err(Error::InvalidAmount(format!(
+                    "target must be an integer >= 0, got {t}"
+                )))
+            }
+            _ => {}
+        }
+        // A check only reads: its reason is optional.
+        if mode != AdjustMode::Check || !reason.is_empty() {
+            validate_reason(reason)?;
+        }
+        Ok(Self {
+            by,
+            reason: reason.to_string(),
+            mode,
+            force,
+        })
+    }
+
+    /// Parses the API body `{"target"?, "delta"?, "reason", "mode"?, "force"?}`.
+    /// Field by field, so each mistake gets its own message; unknown fields are
+    /// ignored and `null` counts as absent.
+    pub fn from_json(body: &Value) -> Result<Self, Error> {
+        let Value::Object(fields) = body else {
+            return Err(Error::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ));
+        };
+        let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
+        let mode = match get("mode") {
+            None => AdjustMode::Apply,
+            Some(Value::String(s)) => AdjustMode::parse(s)?,
+            Some(other) => {
+                return Err(Error::InvalidRequest(format!(
+                    "mode must be a string, got {other}"
+                )))
+            }
+        };
+        let force = match get("force") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(Error::InvalidRequest(format!(
+                    "force must be a boolean, got {other}"
+                )))
+            }
+        };
+        let target = get("target")
+            .map(|v| json_credits("target", v))
+            .transpose()?;
+        let delta = get("delta").map(|v| json_credits("delta", v)).transpose()?;
+        let by = match (target, delta) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidRequest(
+                    "give exactly one of target and delta, not both".into(),
+                ))
+            }
+            (Some(t), None) => Some(AdjustBy::Target(t)),
+            (None, Some(d)) => Some(AdjustBy::Delta(d)),
+            (None, None) => None,
+        };
+        let reason = match get("reason") {
+            None => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(Error::InvalidRequest(format!(
+                    "reason must be a string, got {other}"
+                )))
+            }
+        };
+        Self::new(by, reason, mode, force)
+    }
+}
+
+/// An adjustment computed against one reading of the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdjustPlan {
+    /// `available` as read.
+    pub previous: i64,
+    /// `available` after the adjustment.
+    pub target: i64,
+    /// target − previous.
+    pub adjustment: i64,
+    /// Whether the plan takes the balance below zero (allowed only with force).
+    pub goes_negative: bool,
+}
+
+impl AdjustPlan {
+    /// Plans `by` against `account`. A deduction ending below zero is refused
+    /// (409 `insufficient_credits`) unless `force`; overflow is a 400.
+    pub fn new(account: &Account, by: AdjustBy, force: bool) -> Result<Self, Error> {
+        let previous = account.available;
+        let (target, adjustment) = match by {
+            AdjustBy::Target(t) => (t, t.checked_sub(previous).ok_or_else(overflow)?),
+            AdjustBy::Delta(d) => (previous.checked_add(d).ok_or_else(overflow)?, d),
+        };
+        // A deduction's magnitude must be representable (the ledger change is |adjustment|).
+        if adjustment == i64::MIN {
+            return Err(overflow());
+        }
+        let goes_negative = adjustment < 0 && target < 0;
+        if goes_negative && !force {
+            return Err(Error::InsufficientCredits(format!(
+                "available credits {previous} cannot cover a deduction of {}; use force to allow a negative balance",
+                adjustment.unsigned_abs()
+            )));
+        }
+        Ok(Self {
+            previous,
+            target,
+            adjustment,
+            goes_negative,
+        })
+    }
+
+    /// The ledger change this plan writes; `None` for an adjustment of 0.
+    pub fn change(&self, reason: &str, force: bool) -> Option<Change> {
+        match self.adjustment {
+            0 => None,
+            a if a > 0 => Some(Change::grant(a, CATEGORY_ADMIN_ADJUST, reason)),
+            // `new` refuses i64::MIN, so the magnitude is exact.
+            a => Some(
+                Change::deduct(a.unsigned_abs() as i64, CATEGORY_ADMIN_ADJUST, reason)
+                    .forced(force),
+            ),
+        }
+    }
+}
+
+/// A committed adjustment (mode `apply`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdjustOutcome {
+    /// The plan against the balance at commit time.
+    pub plan: AdjustPlan,
+    pub force: bool,
+    /// The account after the adjustment.
+    pub account: Account,
+    /// The ledger entry's id; `None` for an adjustment of 0.
+    pub transaction_id: Option<String>,
+    pub audit_id: String,
+}
+
+impl AdjustOutcome {
+    /// The API's `apply` answer (also stored for idempotent replays).
+    pub fn response(&self) -> Value {
+        serde_json::json!({
+            "mode": AdjustMode::Apply.as_str(),
+            "user_id": self.account.user_id,
+            "previous": self.plan.previous,
+            "current": self.account.available,
+            "target": self.plan.target,
+            "adjustment": self.plan.adjustment,
+            "transaction_id": self.transaction_id,
+            "force": self.force,
+            "account": self.account,
+        })
+    }
+}
+
+/// The API's `check` answer.
+pub fn check_response(account: &Account) -> Value {
+    serde_json::json!({ "mode": AdjustMode::Check.as_str(), "account": account })
+}
+
+/// The API's `dry_run` answer.
+pub fn dry_run_response(account: &Account, plan: &AdjustPlan, force: bool) -> Value {
+    serde_json::json!({
+        "mode": AdjustMode::DryRun.as_str(),
+        "user_id": account.user_id,
+        "previous": plan.previous,
+        "target": plan.target,
+        "adjustment": plan.adjustment,
+        "force": force,
+    })
+}
+
+/// `details` of an `ADMIN_ADJUST_CREDITS` audit entry.
+pub fn audit_details(
+    request: &AdjustRequest,
+    previous: i64,
+    plan: Option<&AdjustPlan>,
+    transaction_id: Option<&str>,
+    refusal: Option<&Error>,
+) -> Value {
+    let (by, requested) = match request.by {
+        Some(AdjustBy::Target(t)) => ("target", Some(t)),
+        Some(AdjustBy::Delta(d)) => ("delta", Some(d)),
+        None => ("none", None),
+    };
+    let mut details = serde_json::json!({
+        "reason": request.reason,
+        "force": request.force,
+        "mode": request.mode.as_str(),
+        "by": by,
+        "requested": requested,
+        "previous": previous,
+    });
+    let fields = details.as_object_mut().expect("object literal");
+    if let Some(plan) = plan {
+        fields.insert("current".into(), plan.target.into());
+        fields.insert("adjustment".into(), plan.adjustment.into());
+        fields.insert("negative_balance".into(), plan.goes_negative.into());
+    }
+    if let Some(id) = transaction_id {
+        fields.insert("transaction_id".into(), id.into());
+    }
+    if let Some(err) = refusal {
+        fields.insert("error".into(), err.code().into());
+        fields.insert("message".into(), err.to_string().into());
+    }
+    details
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+    }
+
+    fn account(available: i64, total: i64, used: i64, seq: u64) -> Account {
+        Account {
+            available,
+            total,
+            used,
+            seq,
+            ..Account::empty(UserId::parse("alice").unwrap())
+        }
+    }
+
+    #[test]
+    fn grant_raises_available_and_total() {
+        let a = account(5, 10, 5, 3);
+        let r = a.apply(&Change::grant(7, "c", "d"), now()).unwrap();
+        assert_eq!(
+            (r.after.available, r.after.total, r.after.used, r.after.seq),
+            (12, 17, 5, 4)
+        );
+        assert_eq!(
+            (
+                r.entry.amount,
+                r.entry.balance_before,
+                r.entry.balance_after
+            ),
+            (7, 5, 12)
+        );
+        assert_eq!(r.entry.seq, 4);
+        assert_eq!(r.entry.kind, EntryType::Grant);
+        assert_eq!(r.after.updated_at, Some(now()));
+    }
+
+    #[test]
+    fn deduct_lowers_available_only_and_refuses_below_zero() {
+        let a = account(5, 10, 5, 1);
+        let r = a.apply(&Change::deduct(5, "c", "d"), now()).unwrap();
+        assert_eq!((r.after.available, r.after.total, r.after.used), (0, 10, 5));
+        assert_eq!(r.entry.amount, -5);
+        let e = a.apply(&Change::deduct(6, "c", "d"), now()).unwrap_err();
+        assert_eq!(e.code(), "insufficient_credits");
+        let r = a
+            .apply(&Change::deduct(6, "c", "d").forced(true), now())
+            .unwrap();
+        assert_eq!(r.after.available, -1);
+    }
+
+    #[test]
+    fn consume_raises_used_and_may_go_negative() {
+        let a = account(1, 1, 0, 1);
+        let r = a.apply(&Change::consume(3, "usage", "e1"), now()).unwrap();
+        assert_eq!((r.after.available, r.after.total, r.after.used), (-2, 1, 3));
+        assert_eq!(r.entry.kind, EntryType::Consume);
+    }
+
+    #[test]
+    fn redeem_is_a_grant() {
+        let r = Account::empty(UserId::parse("bob").unwrap())
+            .apply(&Change::redeem(100, "redemption", "CODE"), now())
+            .unwrap();
+        assert_eq!(
+            (r.after.available, r.after.total, r.after.seq),
+            (100, 100, 1)
+        );
+        assert_eq!(r.entry.balance_before, 0);
+    }
+
+    #[test]
+    fn overflow_and_bad_amounts_are_errors() {
+        let a = account(i64::MAX, i64::MAX, 0, 1);
+        assert_eq!(
+            a.apply(&Change::grant(1, "c", "d"), now())
+                .unwrap_err()
+                .code(),
+            "invalid_amount"
+        );
+        let a = account(i64::MIN + 1, 0, i64::MAX, 1);
+        assert_eq!(
+            a.apply(&Change::consume(2, "c", "d"), now())
+                .unwrap_err()
+                .code(),
+            "invalid_amount"
+        );
+        assert_eq!(
+            a.apply(&Change::grant(0, "c", "d"), now())
+                .unwrap_err()
+                .code(),
+            "internal"
+        );
+    }
+
+    #[test]
+    fn plans_target_and_delta() {
+        let a = account(5000, 15000, 10000, 2);
+        let p = AdjustPlan::new(&a, AdjustBy::Target(100_000), false).unwrap();
+        assert_eq!(
+            (p.previous, p.target, p.adjustment),
+            (5000, 100_000, 95_000)
+        );
+        let p = AdjustPlan::new(&a, AdjustBy::Target(0), false).unwrap();
+        assert_eq!(p.adjustment, -5000);
+        assert_eq!(p.change("r", false).unwrap().kind, EntryType::Deduct);
+        let p = AdjustPlan::new(&a, AdjustBy::Delta(-5001), true).unwrap();
+        assert!(p.goes_negative);
+        assert!(p.change("r", true).unwrap().allow_negative);
+        assert_eq!(
+            AdjustPlan::new(&a, AdjustBy::Delta(-5001), false)
+                .unwrap_err()
+                .code(),
+            "insufficient_credits"
+        );
+        let p = AdjustPlan::new(&a, AdjustBy::Delta(0), false).unwrap();
+        assert!(p.change("r", false).is_none());
+        assert_eq!(
+            AdjustPlan::new(&account(0, 0, 0, 0), AdjustBy::Delta(i64::MIN), true)
+                .unwrap_err()
+                .code(),
+            "invalid_amount"
+        );
+        assert_eq!(
+            AdjustPlan::new(&a, AdjustBy::Delta(i64::MAX), false)
+                .unwrap_err()
+                .code(),
+            "invalid_amount"
+        );
+        // A negative balance (from usage) plus a grant that stays negative is fine.
+        let neg = account(-10, 0, 10, 3);
+        assert!(AdjustPlan::new(&neg, AdjustBy::Delta(5), false).is_ok());
+        assert_eq!(
+            AdjustPlan::new(&neg, AdjustBy::Target(i64::MAX), false)
+                .unwrap_err()
+                .code(),
+            "invalid_amount"
+        );
+    }
+
+    #[test]
+    fn plan_and_apply_agree() {
+        let a = account(40, 40, 0, 1);
+        let plan = AdjustPlan::new(&a, AdjustBy::Target(25), false).unwrap();
+        let r = a.apply(&plan.change("r", false).unwrap(), now()).unwrap();
+        assert_eq!(r.after.available, plan.target);
+        assert_eq!(r.entry.amount, plan.adjustment);
+    }
+
+    #[test]
+    fn parses_api_bodies() {
+        let r = AdjustRequest::from_json(&json!({"target": 5, "reason": "x"})).unwrap();
+        assert_eq!(r.by, Some(AdjustBy::Target(5)));
+        assert_eq!(r.mode, AdjustMode::Apply);
+        assert!(!r.force);
+        let r = AdjustRequest::from_json(
+            &json!({"delta": -5, "reason": "x", "mode": "dry_run", "force": true}),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.by, r.mode, r.force),
+            (Some(AdjustBy::Delta(-5)), AdjustMode::DryRun, true)
+        );
+        let r = AdjustRequest::from_json(&json!({"mode": "check"})).unwrap();
+        assert_eq!((r.by, r.mode), (None, AdjustMode::Check));
+        let r = AdjustRequest::from_json(
+            &json!({"target": null, "delta": 1, "reason": "é".repeat(500)}),
+        )
+        .unwrap();
+        assert_eq!(r.by, Some(AdjustBy::Delta(1)));
+    }
+
+    #[test]
+    fn refuses_bad_api_bodies() {
+        let cases = [
+            (json!({"reason": "x"}), "invalid_request"),
+            (
+                json!({"target": 1, "delta": 1, "reason": "x"}),
+                "invalid_request",
+            ),
+            (json!({"target": 1.5, "reason": "x"}), "invalid_amount"),
+            (json!({"target": "10", "reason": "x"}), "invalid_amount"),
+            (json!({"target": -1, "reason": "x"}), "invalid_amount"),
+            (json!({"delta": 1e30, "reason": "x"}), "invalid_amount"),
+            (
+                json!({"target": 9223372036854775808u64, "reason": "x"}),
+                "invalid_amount",
+            ),
+            (json!({"target": 1}), "invalid_request"),
+            (json!({"target": 1, "reason": ""}), "invalid_request"),
+            (json!({"target": 1, "reason": "   "}), "invalid_request"),
+            (
+                json!({"target": 1, "reason": "x".repeat(501)}),
+                "invalid_request",
+            ),
+            (json!({"target": 1, "reason": 5}), "invalid_request"),
+            (
+                json!({"target": 1, "reason": "x", "mode": "yolo"}),
+                "invalid_request",
+            ),
+            (
+                json!({"target": 1, "reason": "x", "mode": 1}),
+                "invalid_request",
+            ),
+            (
+                json!({"target": 1, "reason": "x", "force": "yes"}),
+                "invalid_request",
+            ),
+            (json!([1]), "invalid_request"),
+            (
+                json!({"mode": "check", "target": 1, "delta": 2}),
+                "invalid_request",
+            ),
+        ];
+        for (body, code) in cases {
+            let err = AdjustRequest::from_json(&body).unwrap_err();
+            assert_eq!(err.code(), code, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn parses_operator_integers() {
+        assert_eq!(parse_credits("t", "100").unwrap(), 100);
+        assert_eq!(parse_credits("t", "-5").unwrap(), -5);
+        assert_eq!(parse_credits("t", "+5").unwrap(), 5);
+        for bad in ["", "1.5", "abc", "1e3", "-", "99999999999999999999"] {
+            assert_eq!(
+                parse_credits("t", bad).unwrap_err().code(),
+                "invalid_amount",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! Credit accounts and their ledger in DynamoDB.
+//!
+//! Items (see [`keys`]): the account `USER#{user}` / `CREDITS` with `available`,
+//! `total`, `used`, `seq` (last ledger seq) and `updated_at`; one ledger entry
+//! per change at `USER#{user}` / `LEDGER#{seq:020}`.
+//!
+//! Concurrency is optimistic: every write is conditioned on the `seq` it was
+//! planned against (or on the account not existing), and writes the next entry
+//! with `attribute_not_exists`. A writer that loses the race gets the current
+//! account back from the failed condition (`ALL_OLD`), re-plans against it and
+//! retries with bounded, jittered backoff. No lock exists that could leak, and
+//! the seq condition makes the chain gap-free in commit order.
+//!
+//! [`DynamoStore::commit_credits`] is the one write path: callers (admin
+//! adjust, usage metering, redemption) plan a [`crate::domain::credits::Change`]
+//! against the fresh account and add their own actions (audit entry,
+//! idempotency completion, quota counters, code counters) to the same
+//! `TransactWriteItems`.
+
+use super::attr::{self, Item};
+use super::idempotency::{Claim, Lease, StoredResponse};
+use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::{keys, unavailable, AuditStore, DynamoStore};
+use crate::api::{Cursor, Page, PageRequest};
+use crate::clock::Clock;
+use crate::domain::audit::{Actor, AuditEntry, ADMIN_ADJUST_CREDITS};
+use crate::domain::credits::{
+    audit_details, Account, AdjustBy, AdjustMode, AdjustOutcome, AdjustPlan, AdjustRequest,
+    Applied, EntryType, LedgerEntry,
+};
+use crate::domain::UserId;
+use crate::error::Error;
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::future::Future;
+use std::time::Duration;
+
+/// Retries for a contended account. Hot accounts (many concurrent usage debits)
+/// lose many races, so this allows more attempts than the default while staying
+/// bounded: at most ~30 × 250 ms of sleeping, inside a Lambda timeout.
+pub const CREDIT_BACKOFF: Backoff = Backoff {
+    max_attempts: 30,
+    base: Duration::from_millis(5),
+    cap: Duration::from_millis(250),
+};
+
+/// Reads of credit accounts and ledgers.
+pub trait CreditStore {
+    /// The account as it is now (strongly consistent); zeros if none exists.
+    fn credit_account(&self, user: &UserId) -> impl Future<Output = Result<Account, Error>> + Send;
+
+    /// Ledger entries newest first (by `seq`).
+    fn credit_ledger(
+        &self,
+        user: &UserId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<LedgerEntry>, Error>> + Send;
+}
+
+/// What one attempt of [`DynamoStore::commit_credits`] writes, planned against
+/// the account as just read.
+pub struct CreditTxn<T> {
+    /// The balance change; `None` writes no ledger entry (the account is then
+    /// only condition-checked, so `extra` still commits against the state planned on).
+    pub applied: Option<Applied>,
+    /// The caller's own actions, committed in the same `TransactWriteItems`.
+    pub extra: Vec<TransactWriteItem>,
+    /// Returned to the caller once committed.
+    pub output: T,
+}
+
+/// Why [`DynamoStore::commit_credits`] wrote nothing.
+#[derive(Debug)]
+pub enum CommitError {
+    /// The plan refused (insufficient credits, overflow, or the caller's own rule).
+    Refused(Error),
+    /// One of the caller's `extra` actions failed its condition: one reason per
+    /// extra action, in the order given (the item when it asked for `ALL_OLD`).
+    ExtraFailed(Vec<CancelReason>),
+    /// The store is unavailable, or the account stayed contended past the backoff.
+    Store(Error),
+}
+
+impl From<CommitError> for Error {
+    fn from(err: CommitError) -> Self {
+        match err {
+            CommitError::Refused(e) | CommitError::Store(e) => e,
+            CommitError::ExtraFailed(reasons) => {
+                Error::Conflict(format!("a condition of this write failed: {reasons:?}"))
+            }
+        }
+    }
+}
+
+/// Outcome of an admin adjustment in mode `apply`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdjustResult {
+    Applied(AdjustOutcome),
+    /// Another request with the same Idempotency-Key completed it: its answer.
+    Replayed(StoredResponse),
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Internal(format!("credits request: {e}"))
+}
+
+fn account_key(user: &UserId) -> Item {
+    Item::from([
+        (keys::PK.to_string(), attr::s(keys::user_pk(user.as_str()))),
+        (keys::SK.to_string(), attr::s(keys::CREDITS_SK)),
+    ])
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(item: &Item, name: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(attr::get_s(item, name)?)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::Internal(format!("stored attribute {name}: {e}")))
+}
+
+fn get_u64(item: &Item, name: &str) -> Result<u64, Error> {
+    attr::opt_n(item, name)
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| Error::Internal(format!("stored attribute {name}: not a sequence number")))
+}
+
+fn account_from_item(user: &UserId, item: &Item) -> Result<Account, Error> {
+    Ok(Account {
+        user_id: user.clone(),
+        available: attr::get_i64(item, "available")?,
+        total: attr::get_i64(item, "total")?,
+        used: attr::get_i64(item, "used")?,
+        seq: get_u64(item, "seq")?,
+        updated_at: Some(parse_time(item, "updated_at")?),
+    })
+}
+
+fn ledger_item(entry: &LedgerEntry) -> Item {
+    let mut item = Item::new();
+    item.insert(
+        keys::PK.into(),
+        attr::s(keys::user_pk(entry.user_id.as_str())),
+    );
+    item.insert(keys::SK.into(), attr::s(keys::ledger_sk(entry.seq)));
+    item.insert("id".into(), attr::s(&entry.id));
+    item.insert("user_id".into(), attr::s(entry.user_id.as_str()));
+    item.insert("seq".into(), attr::n(entry.seq));
+    item.insert("type".into(), attr::s(entry.kind.as_str()));
+    item.insert("amount".into(), attr::n(entry.amount));
+    item.insert("balance_before".into(), attr::n(entry.balance_before));
+    item.insert("balance_after".into(), attr::n(entry.balance_after));
+    item.insert("category".into(), attr::s(&entry.category));
+    item.insert("description".into(), attr::s(&entry.description));
+    if let Some(reference) = &entry.reference {
+        item.insert("reference".into(), attr::s(reference));
+    }
+    item.insert("created_at".into(), attr::s(timestamp(entry.created_at)));
+    item
+}
+
+fn ledger_from_item(item: &Item) -> Result<LedgerEntry, Error> {
+    let kind = attr::get_s(item, "type")?;
+    Ok(LedgerEntry {
+        id: attr::get_s(item, "id")?.to_string(),
+        user_id: UserId::parse(attr::get_s(item, "user_id")?)?,
+        seq: get_u64(item, "seq")?,
+        kind: EntryType::parse(kind)
+            .ok_or_else(|| Error::Internal(format!("unknown ledger entry type {kind:?}")))?,
+        amount: attr::get_i64(item, "amount")?,
+        balance_before: attr::get_i64(item, "balance_before")?,
+        balance_after: attr::get_i64(item, "balance_after")?,
+        category: attr::get_s(item, "category")?.to_string(),
+        description: attr::get_s(item, "description")?.to_string(),
+        reference: attr::opt_s(item, "reference").map(str::to_string),
+        created_at: parse_time(item, "created_at")?,
+    })
+}
+
+/// The condition "the account is still as it was read".
+fn unchanged_condition(account: &Account) -> (&'static str, Option<u64>) {
+    if account.exists() {
+        ("#seq = :read_seq", Some(account.seq))
+    } else {
+        ("attribute_not_exists(#pk)", None)
+    }
+}
+
+impl CreditStore for DynamoStore {
+    async fn credit_account(&self, user: &UserId) -> Result<Account, Error> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(account_key(user)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.item() {
+            Some(item) => account_from_item(user, item),
+            None => Ok(Account::empty(user.clone())),
+        }
+    }
+
+    async fn credit_ledger(
+        &self,
+        user: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<LedgerEntry>, Error> {
+        let pk = keys::user_pk(user.as_str());
+        // One more than asked, so the last page says so (`next_cursor: null`).
+        let mut query = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#sk", keys::SK)
+            .expression_attribute_values(":pk", attr::s(&pk))
+            .expression_attribute_values(":prefix", attr::s(keys::LEDGER_SK_PREFIX))
+            .scan_index_forward(false)
+            .limit(page.limit.saturating_add(1));
+        if let Some(cursor) = &page.cursor {
+            let valid = cursor.0.len() == 2
+                && cursor.0.get(keys::PK) == Some(&pk)
+                && cursor
+                    .0
+                    .get(keys::SK)
+                    .is_some_and(|sk| sk.starts_with(keys::LEDGER_SK_PREFIX));
+            if !valid {
+                return Err(Error::InvalidRequest(
+                    "cursor is not one this list returned".into(),
+                ));
+            }
+            query = query.set_exclusive_start_key(Some(
+                cursor
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.clone(), attr::s(v)))
+                    .collect(),
+            ));
+        }
+        let out = query.send().await.map_err(unavailable)?;
+        let mut items = out
+            .items()
+            .iter()
+            .map(ledger_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = usize::try_from(page.limit).unwrap_or(0);
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| {
+                Cursor(
+                    [
+                        (keys::PK.to_string(), pk.clone()),
+                        (keys::SK.to_string(), keys::ledger_sk(last.seq)),
+                    ]
+                    .into(),
+                )
+            })
+        } else {
+            // A response cut short by size still says where to go on.
+            out.last_evaluated_key().map(|key| {
+                Cursor(
+                    key.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                        .collect(),
+                )
+            })
+        };
+        Ok(Page::new(items, next))
+    }
+}
+
+impl DynamoStore {
+    /// The two actions of a balance change: the account update, conditioned on
+    /// the account being as `applied.before` was read (same `seq`, or absent for
+    /// a new account), and the ledger entry put (`attribute_not_exists`).
+    /// Returns the account's current item on a failed condition (`ALL_OLD`).
+    /// Add further actions to the same `TransactWriteItems` as needed.
+    pub fn ledger_actions(&self, applied: &Applied) -> Result<Vec<TransactWriteItem>, Error> {
+        let after = &applied.after;
+        let now = after
+            .updated_at
+            .ok_or_else(|| Error::Internal("applied account without updated_at".into()))?;
+        let (condition, read_seq) = unchanged_condition(&applied.before);
+        let mut update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(account_key(&after.user_id)))
+            .update_expression(
+                "SET user_id = :uid, available = :available, #total = :total, used = :used, \
+                 #seq = :seq, updated_at = :now",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_names("#total", "total")
+            .expression_attribute_values(":uid", attr::s(after.user_id.as_str()))
+            .expression_attribute_values(":available", attr::n(after.available))
+            .expression_attribute_values(":total", attr::n(after.total))
+            .expression_attribute_values(":used", attr::n(after.used))
+            .expression_attribute_values(":seq", attr::n(after.seq))
+            .expression_attribute_values(":now", attr::s(timestamp(now)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = match read_seq {
+            Some(seq) => update.expression_attribute_values(":read_seq", attr::n(seq)),
+            None => update.expression_attribute_names("#pk", keys::PK),
+        };
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(ledger_item(&applied.entry)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(build_err)?;
+        Ok(vec![
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build_err)?)
+                .build(),
+            TransactWriteItem::builder().put(put).build(),
+        ])
+    }
+
+    /// A condition check that `account` is still as read (for writes that plan
+    /// against the balance without changing it, e.g. an adjustment of 0).
+    pub fn account_unchanged_check(&self, account: &Account) -> Result<TransactWriteItem, Error> {
+        let (condition, read_seq) = unchanged_condition(account);
+        let mut check = ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(account_key(&account.user_id)))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        check = match read_seq {
+            Some(seq) => check
+                .expression_attribute_names("#seq", "seq")
+                .expression_attribute_values(":read_seq", attr::n(seq)),
+            None => check.expression_attribute_names("#pk", keys::PK),
+        };
+        Ok(TransactWriteItem::builder()
+            .condition_check(check.build().map_err(build_err)?)
+            .build())
+    }
+
+    /// Reads `user`'s account, lets `plan` decide what to write against it, and
+    /// commits that in one `TransactWriteItems` (ledger actions first, then the
+    /// caller's `extra`). When another writer changed the account first, `plan`
+    /// runs again against the fresh account (a `target` is thus recomputed),
+    /// after a jittered pause, at most `backoff.max_attempts` times.
+    ///
+    /// `plan` returning `Err` aborts with [`CommitError::Refused`]; nothing is
+    /// written. If neither a change nor extra actions are planned, nothing is sent.
+    pub async fn commit_credits<T, F>(
+        &self,
+        user: &UserId,
+        backoff: &Backoff,
+        mut plan: F,
+    ) -> Result<T, CommitError>
+    where
+        F: FnMut(&Account) -> Result<CreditTxn<T>, Error> + Send,
+        T: Send,
+    {
+        let mut account = self
+            .credit_account(user)
+            .await
+            .map_err(CommitError::Store)?;
+        for attempt in 1..=backoff.max_attempts {
+            let txn = plan(&account).map_err(CommitError::Refused)?;
+            if let Some(applied) = &txn.applied {
+                if applied.before != account || applied.after.user_id != *user {
+                    return Err(CommitError::Store(Error::Internal(
+                        "a credit change must be applied to the account it was planned on".into(),
+                    )));
+                }
+            }
+            let (mut actions, head) = match &txn.applied {
+                Some(applied) => (self.ledger_actions(applied).map_err(CommitError::Store)?, 2),
+                None if txn.extra.is_empty() => return Ok(txn.output),
+                None => (
+                    vec![self
+                        .account_unchanged_check(&account)
+                        .map_err(CommitError::Store)?],
+                    1,
+                ),
+            };
+            actions.extend(txn.extra);
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(_) => return Ok(txn.output),
+                Err(e) => TxnFailure::from_sdk(e),
+            };
+            let fresh = match failure {
+                TxnFailure::Unavailable(e) => return Err(CommitError::Store(e)),
+                TxnFailure::Transient(_) => None,
+                TxnFailure::Cancelled(reasons) => {
+                    let account_reason = reasons.first();
+                    if account_reason.is_some_and(CancelReason::is_condition_failed) {
+                        // Lost the race: the failed condition reports the account now.
+                        account_reason.and_then(|r| r.item.clone())
+                    } else if reasons
+                        .iter()
+                        .skip(1)
+                        .take(head - 1)
+                        .any(CancelReason::is_condition_failed)
+                    {
+                        return Err(CommitError::Store(Error::Internal(format!(
+                            "ledger entry {} of {user} exists although the account's seq is {}",
+                            account.seq + 1,
+                            account.seq
+                        ))));
+                    } else if reasons
+                        .iter()
+                        .skip(head)
+                        .any(CancelReason::is_condition_failed)
+                    {
+                        return Err(CommitError::ExtraFailed(
+                            reasons.into_iter().skip(head).collect(),
+                        ));
+                    } else {
+                        // Conflict with another transaction on one of the items.
+                        None
+                    }
+                }
+            };
+            account = match fresh {
+                Some(item) => account_from_item(user, &item).map_err(CommitError::Store)?,
+                None => self
+                    .credit_account(user)
+                    .await
+                    .map_err(CommitError::Store)?,
+            };
+            if attempt < backoff.max_attempts {
+                tokio::time::sleep(backoff.delay(attempt)).await;
+            }
+        }
+        Err(CommitError::Store(Error::Conflict(format!(
+            "the credit account of {user} is busy; retry the request"
+        ))))
+    }
+
+    /// Reads the account and plans an adjustment against it (modes `dry_run`
+    /// and the preview the CLI prints). Writes nothing.
+    pub async fn preview_adjustment(
+        &self,
+        user: &UserId,
+        by: AdjustBy,
+        force: bool,
+    ) -> Result<(Account, AdjustPlan), Error> {
+        let account = self.credit_account(user).await?;
+        let plan = AdjustPlan::new(&account, by, force)?;
+        Ok((account, plan))
+    }
+
+    /// Applies an admin adjustment (mode `apply`): the one implementation behind
+    /// the API and the admin CLI. Commits the ledger change (none for an
+    /// adjustment of 0), the `ADMIN_ADJUST_CREDITS` audit entry and, with an
+    /// idempotency `lease`, the stored response, in one `TransactWriteItems`.
+    ///
+    /// A refused deduction (409 `insufficient_credits`) writes only an audit
+    /// entry with `success: false`, so attempts stay visible; other refusals
+    /// write nothing. A held lease is released on any refusal or failure.
+    pub async fn apply_adjustment(
+        &self,
+        user: &UserId,
+        request: &AdjustRequest,
+        actor: &Actor,
+        clock: &Clock,
+        lease: Option<&Lease>,
+    ) -> Result<AdjustResult, Error> {
+        let by = match (request.mode, request.by) {
+            (AdjustMode::Apply, Some(by)) => by,
+            _ => {
+                return Err(Error::Internal(
+                    "apply_adjustment needs mode apply with a target or delta".into(),
+                ))
+            }
+        };
+        let mut previous = 0;
+        let committed = self
+            .commit_credits(user, &CREDIT_BACKOFF, |account| {
+                let now = clock.now();
+                previous = account.available;
+                let plan = AdjustPlan::new(account, by, request.force)?;
+                let applied = plan
+                    .change(&request.reason, request.force)
+                    .map(|change| account.apply(&change, now))
+                    .transpose()?;
+                let transaction_id = applied.as_ref().map(|a| a.entry.id.clone());
+                let audit = AuditEntry::new(
+                    actor,
+                    ADMIN_ADJUST_CREDITS,
+                    Some(user),
+                    audit_details(
+                        request,
+                        plan.previous,
+                        Some(&plan),
+                        transaction_id.as_deref(),
+                        None,
+                    ),
+                    now,
+                );
+                let outcome = AdjustOutcome {
+                    account: applied
+                        .as_ref()
+                        .map_or_else(|| account.clone(), |a| a.after.clone()),
+                    plan,
+                    force: request.force,
+                    transaction_id,
+                    audit_id: audit.id.clone(),
+                };
+                let mut extra = vec![self.audit_put(&audit)?];
+                if let Some(lease) = lease {
+                    let response = StoredResponse {
+                        status: 200,
+                        body: outcome.response().to_string(),
+                    };
+                    extra.push(self.idempotency_complete_action(lease, &response, now)?);
+                }
+                Ok(CreditTxn {
+                    applied,
+                    extra,
+                    output: outcome,
+                })
+            })
+            .await;
+        let err = match committed {
+            Ok(outcome) => return Ok(AdjustResult::Applied(outcome)),
+            Err(CommitError::ExtraFailed(_)) => {
+                // The audit put cannot collide (fresh id): the lease was lost to
+                // a takeover, and whoever holds the key now decides the answer.
+                return match lease {
+                    Some(lease) => match self
+                        .idempotency_after_lost_lease(lease, clock.now())
+                        .await?
+                    {
+                        Claim::Replay(stored) => Ok(AdjustResult::Replayed(stored)),
+                        Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
+                    },
+                    None => Err(Error::Internal("audit entry id collision".into())),
+                };
+            }
+            Err(CommitError::Refused(err)) | Err(CommitError::Store(err)) => err,
+        };
+        if matches!(err, Error::InsufficientCredits(_)) {
+            let entry = AuditEntry::new(
+                actor,
+                ADMIN_ADJUST_CREDITS,
+                Some(user),
+                audit_details(request, previous, None, None, Some(&err)),
+                clock.now(),
+            )
+            .failed();
+            if let Err(e) = self.record_audit(&entry).await {
+                tracing::warn!(error = %e, "could not record the refused adjustment");
+            }
+        }
+        if let Some(lease) = lease {
+            if let Err(e) = self.release_idempotency(lease).await {
+                tracing::warn!(error = %e, "could not release an idempotency key; it expires on its own");
+            }
+        }
+        Err(err)
+    }
+}

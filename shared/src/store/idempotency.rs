@@ -1,0 +1,428 @@
+//! `Idempotency-Key` records, reusable by any effectful route.
+//!
+//! Item: pk `IDEMPOTENCY#{scope}#{key}`, sk `IDEMPOTENCY`, with the request's
+//! fingerprint, `status` (`in_progress` | `completed`), an owner `token`, the
+//! in-progress expiry `lease_until_ms`, the stored response, and the TTL
+//! attribute `expires_at_epoch` (≥ 24 h after the last write). Readers treat an
+//! item past `expires_at_epoch` as absent: TTL deletion lags by days.
+//!
+//! Flow:
+//! 1. [`DynamoStore::claim_idempotency`]: a conditional put takes the key for
+//!    this request (new, expired, or an in-progress record whose owner stopped
+//!    renewing it); otherwise it answers a replay, 422 or 409 from the
+//!    existing record, which the failed condition returns (no extra read).
+//! 2. The effect's `TransactWriteItems` includes
+//!    [`DynamoStore::idempotency_complete_action`], conditioned on still owning
+//!    the record, so the effect and the stored response commit together: an
+//!    effect can never happen twice for one key, even after a lease expired.
+//! 3. A request that ends without an effect (refused, failed) releases the key
+//!    with [`DynamoStore::release_idempotency`], so a retry can run again.
+
+use super::attr::{self, Item};
+use super::{keys, unavailable, DynamoStore};
+use crate::error::Error;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// How long an unfinished request holds its key before another may take it over
+/// (well above the function timeout of a single attempt).
+pub const IN_PROGRESS_EXPIRY: Duration = Duration::seconds(30);
+/// How long a key is remembered: the contract promises at least 24 hours.
+pub const RETENTION: Duration = Duration::hours(25);
+
+const STATUS_IN_PROGRESS: &str = "in_progress";
+const STATUS_COMPLETED: &str = "completed";
+
+/// sha256 of method, path and the canonical JSON body (object keys sorted,
+/// insignificant whitespace dropped), so a semantically equal retry matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    pub fn of(method: &str, path: &str, body: &[u8]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(method.to_ascii_uppercase().as_bytes());
+        hash.update(b"\n");
+        hash.update(path.as_bytes());
+        hash.update(b"\n");
+        match serde_json::from_slice::<Value>(body) {
+            Ok(value) => hash.update(canonical_json(&value).as_bytes()),
+            // Not JSON: the bytes themselves (such a body is refused anyway).
+            Err(_) => hash.update(body),
+        }
+        let digest = hash.finalize();
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// JSON text with object keys sorted at every level (independent of whether
+/// serde_json keeps insertion order in this build).
+pub fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The first response to a key, replayed to every later request with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Ownership of a key for the duration of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: Fingerprint,
+    token: String,
+}
+
+impl Lease {
+    fn pk(&self) -> String {
+        keys::idempotency_pk(&self.scope, &self.key)
+    }
+}
+
+/// What claiming a key came to (422 mismatch and 409 in-use are errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key: perform the effect and complete it.
+    Acquired(Lease),
+    /// The key already finished with the same request: answer this.
+    Replay(StoredResponse),
+}
+
+fn key_of(pk: String) -> Item {
+    Item::from([
+        (keys::PK.to_string(), attr::s(pk)),
+        (keys::SK.to_string(), attr::s(keys::IDEMPOTENCY_SK)),
+    ])
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Internal(format!("idempotency request: {e}"))
+}
+
+/// Reads a live record (`None` if absent or expired) into a claim outcome.
+fn outcome_of(
+    item: &Item,
+    fingerprint: &Fingerprint,
+    now: DateTime<Utc>,
+) -> Option<Result<Claim, Error>> {
+    let expires = attr::opt_i64(item, keys::TTL).ok().flatten().unwrap_or(0);
+    if expires <= now.timestamp() {
+        return None;
+    }
+    if attr::opt_s(item, "fingerprint") != Some(fingerprint.as_str()) {
+        return Some(Err(Error::IdempotencyKeyMismatch));
+    }
+    if attr::opt_s(item, "status") == Some(STATUS_COMPLETED) {
+        let status = attr::opt_i64(item, "response_status")
+            .ok()
+            .flatten()
+            .and_then(|s| u16::try_from(s).ok());
+        let body = attr::opt_s(item, "response_body");
+        return Some(match (status, body) {
+            (Some(status), Some(body)) => Ok(Claim::Replay(StoredResponse {
+                status,
+                body: body.to_string(),
+            })),
+            _ => Err(Error::Internal(
+                "completed idempotency record without a response".into(),
+            )),
+        });
+    }
+    Some(Err(Error::IdempotencyKeyInUse))
+}
+
+impl DynamoStore {
+    /// Takes `key` in `scope` for a request with `fingerprint`, or answers from
+    /// the record already there: [`Claim::Replay`] for the same request once
+    /// completed, 422 `idempotency_key_mismatch` for a different one, 409
+    /// `idempotency_key_in_use` while the first is still running. `scope` names
+    /// the key space (e.g. route and caller) and must not contain `#`.
+    pub async fn claim_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, Error> {
+        if scope.contains('#') {
+            return Err(Error::Internal(format!(
+                "idempotency scope {scope:?} contains '#'"
+            )));
+        }
+        let lease = Lease {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            fingerprint: fingerprint.clone(),
+            token: uuid::Uuid::new_v4().to_string(),
+        };
+        for _ in 0..3 {
+            let mut item = key_of(lease.pk());
+            item.insert("scope".into(), attr::s(scope));
+            item.insert("idempotency_key".into(), attr::s(key));
+            item.insert("fingerprint".into(), attr::s(fingerprint.as_str()));
+            item.insert("status".into(), attr::s(STATUS_IN_PROGRESS));
+            item.insert("token".into(), attr::s(&lease.token));
+            item.insert(
+                "lease_until_ms".into(),
+                attr::n((now + IN_PROGRESS_EXPIRY).timestamp_millis()),
+            );
+            item.insert("created_at".into(), attr::s(now.to_rfc3339()));
+            item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
+            let put = self
+                .client()
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(item))
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR #exp <= :now_s \
+                     OR (#status = :in_progress AND #lease <= :now_ms)",
+                )
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#exp", keys::TTL)
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#lease", "lease_until_ms")
+                .expression_attribute_values(":now_s", attr::n(now.timestamp()))
+                .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
+                .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let err = match put {
+                Ok(_) => return Ok(Claim::Acquired(lease)),
+                Err(err) => err,
+            };
+            if !super::txn::is_condition_failed(&err) {
+                return Err(unavailable(err));
+            }
+            let existing = match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                _ => None,
+            };
+            let existing = match existing {
+                Some(item) => Some(item),
+                None => self.read_idempotency(&lease.pk()).await?,
+            };
+            match existing.and_then(|item| outcome_of(&item, fingerprint, now)) {
+                Some(outcome) => return outcome,
+                // Expired or gone between the write and the read: try again.
+                None => continue,
+            }
+        }
+        Err(Error::IdempotencyKeyInUse)
+    }
+
+    async fn read_idempotency(&self, pk: &str) -> Result<Option<Item>, Error> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key_of(pk.to_string())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// The action that completes `lease` with `response`, for the same
+    /// `TransactWriteItems` as the effect. It fails its condition if the lease
+    /// was lost (expired and taken over); then no part of the effect commits.
+    pub fn idempotency_complete_action(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, Error> {
+        let update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key_of(lease.pk())))
+            .update_expression(
+                "SET #status = :completed, response_status = :rs, response_body = :rb, \
+                 completed_at = :now, #exp = :exp REMOVE #lease",
+            )
+            .condition_expression("#token = :token AND #status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#exp", keys::TTL)
+            .expression_attribute_names("#lease", "lease_until_ms")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":completed", attr::s(STATUS_COMPLETED))
+            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+            .expression_attribute_values(":rs", attr::n(response.status))
+            .expression_attribute_values(":rb", attr::s(&response.body))
+            .expression_attribute_values(":now", attr::s(now.to_rfc3339()))
+            .expression_attribute_values(":exp", attr::n((now + RETENTION).timestamp()))
+            .expression_attribute_values(":token", attr::s(&lease.token))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Completes `lease` on its own (for effects that are not one transaction).
+    pub async fn complete_idempotency(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let action = self.idempotency_complete_action(lease, response, now)?;
+        self.client()
+            .transact_write_items()
+            .transact_items(action)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The action that gives the key up again (the request had no effect).
+    pub fn idempotency_release_action(&self, lease: &Lease) -> Result<TransactWriteItem, Error> {
+        let delete = Delete::builder()
+            .table_name(self.table())
+            .set_key(Some(key_of(lease.pk())))
+            .condition_expression("#token = :token AND #status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+            .expression_attribute_values(":token", attr::s(&lease.token))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Gives the key up so a retry runs again. Losing the lease meanwhile is
+    /// fine (someone else owns it now); any other failure is reported, and the
+    /// in-progress expiry frees the key anyway.
+    pub async fn release_idempotency(&self, lease: &Lease) -> Result<(), Error> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key_of(lease.pk())))
+            .condition_expression("#token = :token AND #status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+            .expression_attribute_values(":token", attr::s(&lease.token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if super::txn::is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// After a completion failed its condition (the lease was lost): what the
+    /// key says now — a replay of whoever completed it, or 409 / 422.
+    pub async fn idempotency_after_lost_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, Error> {
+        match self.read_idempotency(&lease.pk()).await? {
+            Some(item) => outcome_of(&item, &lease.fingerprint, now)
+                .unwrap_or(Err(Error::IdempotencyKeyInUse)),
+            None => Err(Error::IdempotencyKeyInUse),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_whitespace() {
+        let a = Fingerprint::of("POST", "/x", br#"{"a":1,"b":{"c":2,"d":[1,2]}}"#);
+        let b = Fingerprint::of(
+            "post",
+            "/x",
+            b"{ \"b\": {\"d\": [1, 2], \"c\": 2}, \"a\": 1 }",
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            Fingerprint::of("POST", "/y", br#"{"a":1,"b":{"c":2,"d":[1,2]}}"#)
+        );
+        assert_ne!(
+            a,
+            Fingerprint::of("POST", "/x", br#"{"a":2,"b":{"c":2,"d":[1,2]}}"#)
+        );
+        assert_ne!(
+            a,
+            Fingerprint::of("POST", "/x", br#"{"a":1,"b":{"c":2,"d":[2,1]}}"#)
+        );
+        assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn canonical_json_escapes_keys() {
+        let v: Value = serde_json::from_str(r#"{"z\"q":1,"a":"x"}"#).unwrap();
+        assert_eq!(canonical_json(&v), r#"{"a":"x","z\"q":1}"#);
+    }
+
+    #[test]
+    fn record_outcomes() {
+        let fp = Fingerprint::of("POST", "/x", b"{}");
+        let now = Utc::now();
+        let mut item = Item::new();
+        item.insert("fingerprint".into(), attr::s(fp.as_str()));
+        item.insert("status".into(), attr::s(STATUS_IN_PROGRESS));
+        item.insert(keys::TTL.into(), attr::n(now.timestamp() + 100));
+        assert!(matches!(
+            outcome_of(&item, &fp, now),
+            Some(Err(Error::IdempotencyKeyInUse))
+        ));
+        let other = Fingerprint::of("POST", "/x", b"{\"a\":1}");
+        assert!(matches!(
+            outcome_of(&item, &other, now),
+            Some(Err(Error::IdempotencyKeyMismatch))
+        ));
+        item.insert("status".into(), attr::s(STATUS_COMPLETED));
+        item.insert("response_status".into(), attr::n(200));
+        item.insert("response_body".into(), attr::s("{}"));
+        assert!(matches!(
+            outcome_of(&item, &fp, now),
+            Some(Ok(Claim::Replay(StoredResponse { status: 200, ref body }))) if body == "{}"
+        ));
+        item.insert(keys::TTL.into(), attr::n(now.timestamp()));
+        assert!(
+            outcome_of(&item, &fp, now).is_none(),
+            "expired reads as absent"
+        );
+    }
+}
