@@ -30,12 +30,16 @@ pub enum Error {
     UnknownPlatform(String),
     #[error("unknown auth source {0:?}")]
     UnknownAuthSource(String),
+    #[error("platform {0:?} is listed more than once")]
+    DuplicatePlatform(String),
     #[error("unknown window {0:?}; expected daily, weekly or monthly")]
     InvalidWindow(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     InvalidIdempotencyKey(String),
+    #[error("{0}")]
+    InvalidTimestamp(String),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyMismatch,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -60,6 +64,8 @@ pub enum Error {
     TooManyFailedAttempts { retry_after_seconds: i64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    EventPayloadMismatch(String),
 
     // --- our fault ---
     #[error("{0} is not implemented yet")]
@@ -82,9 +88,12 @@ impl Error {
             | InvalidId(_)
             | UnknownPlatform(_)
             | UnknownAuthSource(_)
+            | DuplicatePlatform(_)
             | InvalidWindow(_)
-            | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
-            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | InvalidIdempotencyKey(_)
+            | InvalidTimestamp(_) => StatusCode::BAD_REQUEST,
+            // The contract treats an oversized body as bad input: 400, not 413.
+            PayloadTooLarge { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyInUse => StatusCode::CONFLICT,
             InsufficientCredits(_) => StatusCode::CONFLICT,
@@ -95,6 +104,7 @@ impl Error {
                 StatusCode::CONFLICT
             }
             TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EventPayloadMismatch(_) => StatusCode::CONFLICT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,9 +124,11 @@ impl Error {
             InvalidId(_) => "invalid_id",
             UnknownPlatform(_) => "unknown_platform",
             UnknownAuthSource(_) => "unknown_auth_source",
+            DuplicatePlatform(_) => "duplicate_platform",
             InvalidWindow(_) => "invalid_window",
             PayloadTooLarge { .. } => "payload_too_large",
             InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            InvalidTimestamp(_) => "invalid_timestamp",
             IdempotencyKeyMismatch => "idempotency_key_mismatch",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             InsufficientCredits(_) => "insufficient_credits",
@@ -128,6 +140,7 @@ impl Error {
             RedemptionInProgress => "redemption_in_progress",
             TooManyFailedAttempts { .. } => "too_many_failed_attempts",
             Conflict(_) => "conflict",
+            EventPayloadMismatch(_) => "event_payload_mismatch",
             NotImplemented(_) => "not_implemented",
             StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal",
