@@ -50,3 +50,27 @@ pub const QUOTA_SK_PREFIX: &str = "QUOTA#";
 pub fn quota_sk(platform: &str) -> String {
     format!("{QUOTA_SK_PREFIX}{platform}")
 }
+
+/// Sort key of a user's credit account (pk [`user_pk`]).
+pub const CREDITS_SK: &str = "CREDITS";
+pub const LEDGER_SK_PREFIX: &str = "LEDGER#";
+
+/// Zero-padded so the sort key orders entries by `seq`.
+pub fn ledger_sk(seq: u64) -> String {
+    format!("{LEDGER_SK_PREFIX}{seq:020}")
+}
+
+pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+
+/// `scope` must not contain `#` (it separates scope from key); the key may.
+pub fn idempotency_pk(scope: &str, key: &str) -> String {
+    format!("IDEMPOTENCY#{scope}#{key}")
+}
+
+/// Sort key of a usage event record (pk [`event_pk`]): written once per
+/// `event_id` in the same transaction that applies the event.
+pub const EVENT_SK: &str = "EVENT";
+
+pub fn event_pk(event_id: &str) -> String {
+    format!("EVENT#{event_id}")
+}
