@@ -1,25 +1,203 @@
 //! The usage-ingest function: SQS billing events applied to quota windows and
 //! credits exactly once. Answers an SQS partial batch response.
+//!
+//! Thin: parses each message body on its own (a bad one fails only itself),
+//! hands the distinct events to the store's one-write-per-group ingest, and
+//! turns each delivery's verdict into the response. Returns only after every
+//! write settled, so a quota check right after the batch sees the usage.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use spendguard_core::Deps;
+use spendguard_core::domain::usage::{UsageEvent, Verdict};
+use spendguard_core::domain::EventId;
+use spendguard_core::store::txn::Backoff;
+use spendguard_core::store::{IngestContext, UsageStore, WriteStats};
+use spendguard_core::{Deps, Error};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 pub struct App {
-    #[allow(dead_code)]
     deps: Deps,
+    backoff: Backoff,
+}
+
+/// What one batch came to: for logs, tests and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub messages: usize,
+    /// Deliveries that applied their event.
+    pub applied: usize,
+    /// Deliveries of an event already applied with the same payload (acknowledged).
+    pub duplicates: usize,
+    /// Deliveries reported in `batchItemFailures` (or, without a message id, failing the batch).
+    pub failed: usize,
+    /// DynamoDB requests, transactions and write units the batch cost.
+    pub writes: WriteStats,
+}
+
+/// The response and what it took.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub response: SqsBatchResponse,
+    pub report: BatchReport,
+    /// Failed messages that carry no `messageId` and so cannot be named in a
+    /// partial response (SQS always sends one). The Lambda entry point fails
+    /// the whole invocation for them, so SQS delivers the batch again.
+    pub unreportable: usize,
+}
+
+/// One delivered message that parsed.
+struct Delivery {
+    message_id: Option<String>,
+    event: usize,
+    fingerprint: String,
+    /// Whether this is the first delivery of its `event_id` in the batch.
+    first: bool,
 }
 
 impl App {
     pub fn new(deps: Deps) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            backoff: Backoff::default(),
+        }
     }
 
     /// Applies every message of a batch; the response lists exactly the failed ones.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let failures: Vec<BatchItemFailure> = Vec::new();
-        tracing::info!(messages = event.records.len(), "usage batch received");
+        self.process(event).await.response
+    }
+
+    /// [`App::handle`] with the batch's report.
+    pub async fn process(&self, batch: SqsEvent) -> BatchOutcome {
+        let now = self.deps.clock.now();
+        let mut report = BatchReport {
+            messages: batch.records.len(),
+            ..BatchReport::default()
+        };
+        let mut failures = Failures::default();
+        let mut events: Vec<UsageEvent> = Vec::new();
+        let mut first_of: HashMap<EventId, usize> = HashMap::new();
+        let mut deliveries = Vec::new();
+        for record in batch.records {
+            let message_id = record.message_id.filter(|id| !id.is_empty());
+            let body = record.body.as_deref().unwrap_or_default();
+            match UsageEvent::parse(body, &self.deps.config.platforms, now) {
+                Err(err) => failures.add(message_id, None, &err),
+                Ok(event) => {
+                    let fingerprint = event.fingerprint();
+                    let (index, first) = match first_of.get(&event.event_id) {
+                        Some(&i) => (i, false),
+                        None => {
+                            first_of.insert(event.event_id.clone(), events.len());
+                            events.push(event);
+                            (events.len() - 1, true)
+                        }
+                    };
+                    deliveries.push(Delivery {
+                        message_id,
+                        event: index,
+                        fingerprint,
+                        first,
+                    });
+                }
+            }
+        }
+        let ctx = IngestContext {
+            tz: self.deps.config.timezone,
+            processed_at: now,
+            backoff: self.backoff,
+        };
+        let events: Arc<[UsageEvent]> = events.into();
+        let outcome = if events.is_empty() {
+            None
+        } else {
+            Some(self.deps.store.ingest_usage(events.clone(), ctx).await)
+        };
+        if let Some(outcome) = &outcome {
+            report.writes = outcome.stats;
+            for d in deliveries {
+                let event = &events[d.event];
+                match &outcome.results[d.event] {
+                    Ok(recorded) => match recorded.verdict(&d.fingerprint, d.first) {
+                        Verdict::Applied => report.applied += 1,
+                        Verdict::Duplicate => report.duplicates += 1,
+                        Verdict::PayloadMismatch => failures.add(
+                            d.message_id,
+                            Some(&event.event_id),
+                            &Error::EventPayloadMismatch(format!(
+                                "event_id {} was already used for a different payload; not applied",
+                                event.event_id
+                            )),
+                        ),
+                    },
+                    Err(err) => failures.add(d.message_id, Some(&event.event_id), err),
+                }
+            }
+        }
+        report.failed = failures.count;
+        tracing::info!(
+            messages = report.messages,
+            applied = report.applied,
+            duplicates = report.duplicates,
+            failed = report.failed,
+            requests = report.writes.requests,
+            transactions = report.writes.transactions,
+            write_units = report.writes.write_units_tenths as f64 / 10.0,
+            "usage batch processed"
+        );
         let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
+        response.batch_item_failures = failures
+            .ids
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        BatchOutcome {
+            response,
+            report,
+            unreportable: failures.unreportable,
+        }
+    }
+}
+
+/// The failed deliveries: message ids in batch order, each once.
+#[derive(Default)]
+struct Failures {
+    ids: Vec<String>,
+    seen: HashSet<String>,
+    count: usize,
+    unreportable: usize,
+}
+
+impl Failures {
+    fn add(&mut self, message_id: Option<String>, event_id: Option<&EventId>, err: &Error) {
+        self.count += 1;
+        let event_id = event_id.map(EventId::as_str);
+        match message_id {
+            Some(id) => {
+                tracing::warn!(
+                    message_id = %id,
+                    event_id,
+                    code = err.code(),
+                    error = %err,
+                    "usage event failed; reported for redelivery and the DLQ"
+                );
+                if self.seen.insert(id.clone()) {
+                    self.ids.push(id);
+                }
+            }
+            None => {
+                self.unreportable += 1;
+                tracing::error!(
+                    event_id,
+                    code = err.code(),
+                    error = %err,
+                    "usage message without a messageId failed; failing the whole batch"
+                );
+            }
+        }
     }
 }

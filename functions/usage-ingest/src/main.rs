@@ -1,4 +1,4 @@
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -10,7 +10,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(event.payload).await) }
+        async move {
+            let outcome = app.process(event.payload).await;
+            // A failed message without a messageId cannot be named in a partial
+            // response; failing the invocation returns the whole batch to the
+            // queue instead of dropping it (applied events are then duplicates).
+            if outcome.unreportable > 0 {
+                return Err::<SqsBatchResponse, lambda_runtime::Error>(
+                    format!(
+                        "{} failed usage message(s) without a messageId",
+                        outcome.unreportable
+                    )
+                    .into(),
+                );
+            }
+            Ok(outcome.response)
+        }
     }))
     .await
 }

@@ -11,12 +11,14 @@ mod quota;
 pub mod schema;
 mod stats;
 pub mod txn;
+pub mod usage;
 
 pub use audit::{AuditFilter, AuditStore};
 pub use credits::{CommitError, CreditStore, CreditTxn};
 pub use idempotency::{Claim, Fingerprint, Lease, StoredResponse};
 pub use quota::QuotaStore;
 pub use stats::RequestStats;
+pub use usage::{IngestContext, IngestOutcome, UsageStore, WriteStats};
 
 use crate::config::Config;
 use crate::error::Error;

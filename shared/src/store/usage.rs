@@ -1,0 +1,611 @@
+//! Usage events in DynamoDB: each group of events of one user and platform is
+//! applied by ONE `TransactWriteItems`:
+//!
+//! 1. per event, a Put of its record `EVENT#{event_id}` / `EVENT` conditioned
+//!    on `attribute_not_exists(pk)`: the exactly-once fence. The record keeps
+//!    the payload fingerprint, so a redelivery (same fingerprint) is told from
+//!    a different event reusing the id;
+//! 2. an Update of the quota item `USER#{user}` / `QUOTA#{platform}` touching
+//!    only `{w}_usage` / `{w}_start`, conditioned per window on the stored
+//!    start the [`UsagePlan`] assumed (add / restart after a rollover / keep
+//!    for past windows). It creates the item if there is none (unlimited);
+//! 3. for an event with `credits`, the credit account update conditioned on
+//!    the `seq` read and its `consume` ledger entry.
+//!
+//! Every action asks for `ALL_OLD` on a failed condition, so a cancelled write
+//! tells what is stored (the existing record, the quota item's window starts)
+//! without another read; the write is re-planned and retried. The steady state
+//! (windows current, no duplicates) is one request per group; an event with
+//! credits adds the account read.
+//!
+//! Records expire through TTL 16 days after processing, but correctness never
+//! depends on TTL: a record still present after its expiry (TTL deletes late)
+//! fails the `attribute_not_exists` condition and so still counts as a
+//! duplicate; that errs on the side of never applying an event twice.
+
+use super::attr::{self, Item};
+use super::quota::window_attr;
+use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::{keys, unavailable, DynamoStore};
+use crate::domain::usage::{
+    write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite, RECORD_RETENTION,
+};
+use crate::domain::{Platform, UserId, WindowKind};
+use crate::error::Error;
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Record attribute holding the payload fingerprint.
+const FINGERPRINT: &str = "fingerprint";
+/// Users written at the same time within one batch (each user's writes are
+/// sequential; different users touch different items).
+const USER_CONCURRENCY: usize = 8;
+/// Re-plans after a failed quota condition, beyond one per event: each one
+/// means the stored window starts moved on, which happens a few times a day.
+const MAX_REPLANS: usize = 12;
+/// Namespace of the write tokens (a fixed random UUID).
+const TOKEN_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f1c_2b7e_93a4_4d0e_b5a2_5c0e_8f17_d3a9);
+
+/// Settings of one ingest call.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestContext {
+    /// Zone the windows align in.
+    pub tz: Tz,
+    /// "Now" of the batch: record timestamps, TTL and ledger entries.
+    pub processed_at: DateTime<Utc>,
+    /// Bounded, jittered retry of transient failures (conflicts, throttling).
+    pub backoff: Backoff,
+}
+
+/// What the writes of an ingest call cost, counted by the writer (the store's
+/// [`super::RequestStats`] also counts SDK-level retries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// DynamoDB requests sent (transactions and reads).
+    pub requests: u64,
+    /// `TransactWriteItems` among them.
+    pub transactions: u64,
+    /// Write capacity units consumed, in tenths (from `ConsumedCapacity`).
+    pub write_units_tenths: u64,
+}
+
+impl WriteStats {
+    fn add(&mut self, other: WriteStats) {
+        self.requests += other.requests;
+        self.transactions += other.transactions;
+        self.write_units_tenths += other.write_units_tenths;
+    }
+}
+
+/// Per event (input order): which record holds its id, or why that is unknown
+/// (nothing was written for it then; SQS will deliver it again).
+pub struct IngestOutcome {
+    pub results: Vec<Result<Recorded, Arc<Error>>>,
+    pub stats: WriteStats,
+}
+
+pub trait UsageStore {
+    /// Applies `events` (distinct `event_id`s), each exactly once; see the
+    /// module docs for the write. Returns when every write has settled.
+    fn ingest_usage(
+        &self,
+        events: Arc<[UsageEvent]>,
+        ctx: IngestContext,
+    ) -> impl Future<Output = IngestOutcome> + Send;
+}
+
+impl UsageStore for DynamoStore {
+    async fn ingest_usage(&self, events: Arc<[UsageEvent]>, ctx: IngestContext) -> IngestOutcome {
+        let mut results: Vec<Option<Result<Recorded, Arc<Error>>>> =
+            (0..events.len()).map(|_| None).collect();
+        let mut stats = WriteStats::default();
+        let limit = Arc::new(Semaphore::new(USER_CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        for writes in write_groups(&events) {
+            let (store, events, limit) = (self.clone(), events.clone(), limit.clone());
+            tasks.spawn(async move {
+                // The semaphore is never closed; without a permit, run anyway.
+                let _permit = limit.acquire_owned().await.ok();
+                store.record_user_writes(&events, &writes, &ctx).await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((done, s)) => {
+                    stats.add(s);
+                    for (i, r) in done {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "a usage write task failed"),
+            }
+        }
+        // A task that panicked leaves its events without a result: failed, so
+        // SQS delivers them again.
+        let results = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Arc::new(Error::Internal(
+                        "the usage write did not finish".into(),
+                    )))
+                })
+            })
+            .collect();
+        IngestOutcome { results, stats }
+    }
+}
+
+/// Everything one write needs about the group it applies.
+struct Group<'a> {
+    user: &'a UserId,
+    platform: &'a Platform,
+    events: Vec<&'a UsageEvent>,
+    fingerprints: Vec<String>,
+}
+
+impl DynamoStore {
+    /// One user's writes, one after another; what a write learns about the
+    /// quota item's window starts seeds the next write on that platform.
+    async fn record_user_writes(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<usize>],
+        ctx: &IngestContext,
+    ) -> (Vec<(usize, Result<Recorded, Arc<Error>>)>, WriteStats) {
+        let mut out = Vec::new();
+        let mut stats = WriteStats::default();
+        let mut known: Vec<(&Platform, StoredStarts)> = Vec::new();
+        for write in writes {
+            let group_events: Vec<&UsageEvent> = write.iter().map(|&i| &events[i]).collect();
+            let Some(first) = group_events.first() else {
+                continue;
+            };
+            let group = Group {
+                user: &first.user_id,
+                platform: &first.platform,
+                fingerprints: group_events.iter().map(|e| e.fingerprint()).collect(),
+                events: group_events,
+            };
+            let hint = known
+                .iter()
+                .find(|(p, _)| *p == group.platform)
+                .map(|(_, s)| *s);
+            let (resolved, error, learned) = self.record_group(&group, ctx, hint, &mut stats).await;
+            if let Some(starts) = learned {
+                match known.iter_mut().find(|(p, _)| *p == group.platform) {
+                    Some(slot) => slot.1 = starts,
+                    None => known.push((group.platform, starts)),
+                }
+            }
+            let error = error.map(Arc::new);
+            for (k, &i) in write.iter().enumerate() {
+                let result = match (&resolved[k], &error) {
+                    (Some(r), _) => Ok(r.clone()),
+                    (None, Some(e)) => Err(e.clone()),
+                    (None, None) => Err(Arc::new(Error::Internal(
+                        "usage write ended without an outcome".into(),
+                    ))),
+                };
+                out.push((i, result));
+            }
+        }
+        (out, stats)
+    }
+
+    /// Writes one group until every event is recorded (by this write or an
+    /// earlier one) or an error stops it. Returns per event the record found
+    /// or created, the error for the rest, and the quota item's window starts
+    /// as last known.
+    async fn record_group(
+        &self,
+        group: &Group<'_>,
+        ctx: &IngestContext,
+        mut known: Option<StoredStarts>,
+        stats: &mut WriteStats,
+    ) -> (Vec<Option<Recorded>>, Option<Error>, Option<StoredStarts>) {
+        let n = group.events.len();
+        let mut resolved: Vec<Option<Recorded>> = vec![None; n];
+        let mut pending: Vec<usize> = (0..n).collect();
+        let mut transient = 0u32;
+        let mut rounds = 0usize;
+        if group.events.iter().any(|e| e.credits.is_some()) {
+            return (
+                resolved,
+                Some(Error::NotImplemented(
+                    "credits debit of usage events".into(),
+                )),
+                known,
+            );
+        }
+        loop {
+            if pending.is_empty() {
+                return (resolved, None, known);
+            }
+            rounds += 1;
+            if rounds > n + MAX_REPLANS {
+                let err = Error::Conflict("the usage write did not settle; retry later".into());
+                return (resolved, Some(err), known);
+            }
+            let events: Vec<&UsageEvent> = pending.iter().map(|&i| group.events[i]).collect();
+            let plan = match UsagePlan::new(&events, ctx.tz, known.as_ref()) {
+                Ok(plan) => plan,
+                Err(e) => return (resolved, Some(e), known),
+            };
+            let mut actions = Vec::with_capacity(pending.len() + 1);
+            for &i in &pending {
+                match self.event_record_put(group.events[i], &group.fingerprints[i], ctx) {
+                    Ok(a) => actions.push(a),
+                    Err(e) => return (resolved, Some(e), known),
+                }
+            }
+            match self.quota_usage_action(group.user, group.platform, &plan) {
+                Ok(a) => actions.push(a),
+                Err(e) => return (resolved, Some(e), known),
+            }
+            let token = write_token(self.table(), group, &pending, &plan, ctx, rounds, transient);
+            stats.requests += 1;
+            stats.transactions += 1;
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .client_request_token(token)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            let reasons = match sent {
+                Ok(out) => {
+                    let units: f64 = out
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .sum();
+                    self.stats().add_write_units(units);
+                    // Capacity is a metric: tenths are exact for DynamoDB's 0.5 steps.
+                    stats.write_units_tenths += (units * 10.0).round() as u64;
+                    for &i in &pending {
+                        resolved[i] = Some(Recorded {
+                            fingerprint: group.fingerprints[i].clone(),
+                            applied_now: true,
+                        });
+                    }
+                    return (resolved, None, Some(plan.starts_after(known.as_ref())));
+                }
+                Err(e) => match TxnFailure::from_sdk(e) {
+                    TxnFailure::Unavailable(e) => return (resolved, Some(e), known),
+                    TxnFailure::Transient(_) => Vec::new(),
+                    TxnFailure::Cancelled(reasons) => reasons,
+                },
+            };
+            let mut progressed = false;
+            // Records that exist: this event was applied before (or its id taken).
+            let mut still = Vec::with_capacity(pending.len());
+            for (k, &i) in pending.iter().enumerate() {
+                if !reasons
+                    .get(k)
+                    .is_some_and(CancelReason::is_condition_failed)
+                {
+                    still.push(i);
+                    continue;
+                }
+                let stored = match reasons[k]
+                    .item
+                    .as_ref()
+                    .and_then(|it| attr::opt_s(it, FINGERPRINT))
+                {
+                    Some(fp) => Some(fp.to_string()),
+                    // An engine that does not return ALL_OLD: read the record.
+                    None => {
+                        stats.requests += 1;
+                        match self.event_record_fingerprint(group.events[i]).await {
+                            Ok(fp) => fp,
+                            Err(e) => return (resolved, Some(e), known),
+                        }
+                    }
+                };
+                match stored {
+                    Some(fingerprint) => {
+                        resolved[i] = Some(Recorded {
+                            fingerprint,
+                            applied_now: false,
+                        });
+                        progressed = true;
+                    }
+                    None => still.push(i),
+                }
+            }
+            let quota_reason = reasons.get(pending.len());
+            pending = still;
+            if quota_reason.is_some_and(CancelReason::is_condition_failed) {
+                progressed = true;
+                known = match quota_reason.and_then(|r| r.item.as_ref()) {
+                    Some(item) => match starts_from_item(item) {
+                        Ok(s) => Some(s),
+                        Err(e) => return (resolved, Some(e), known),
+                    },
+                    // No item came back: there is none, unless this plan already
+                    // assumed that (an engine without ALL_OLD); then read it.
+                    None if known != Some([None; 3]) => Some([None; 3]),
+                    None => {
+                        stats.requests += 1;
+                        match self.quota_starts(group.user, group.platform).await {
+                            Ok(s) => Some(s),
+                            Err(e) => return (resolved, Some(e), known),
+                        }
+                    }
+                };
+            }
+            if !progressed {
+                // Conflict with another transaction or throttling: back off.
+                transient += 1;
+                if transient >= ctx.backoff.max_attempts {
+                    let err =
+                        Error::Conflict("the quota item stayed contended; retry later".into());
+                    return (resolved, Some(err), known);
+                }
+                tokio::time::sleep(ctx.backoff.delay(transient)).await;
+            }
+        }
+    }
+
+    fn event_record_put(
+        &self,
+        event: &UsageEvent,
+        fingerprint: &str,
+        ctx: &IngestContext,
+    ) -> Result<TransactWriteItem, Error> {
+        let mut item = Item::new();
+        item.insert(
+            keys::PK.into(),
+            attr::s(keys::event_pk(event.event_id.as_str())),
+        );
+        item.insert(keys::SK.into(), attr::s(keys::EVENT_SK));
+        item.insert(FINGERPRINT.into(), attr::s(fingerprint));
+        item.insert("user_id".into(), attr::s(event.user_id.as_str()));
+        item.insert("platform".into(), attr::s(event.platform.as_str()));
+        item.insert("cost_usd".into(), attr::usd(event.cost));
+        item.insert(
+            "occurred_at".into(),
+            attr::s(
+                event
+                    .occurred_at
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ),
+        );
+        if let Some(v) = &event.request_id {
+            item.insert("request_id".into(), attr::s(v));
+        }
+        if let Some(v) = &event.model {
+            item.insert("model".into(), attr::s(v));
+        }
+        if let Some(c) = event.credits {
+            item.insert("credits".into(), attr::n(c));
+        }
+        item.insert(
+            "processed_at".into(),
+            attr::s(ctx.processed_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        );
+        item.insert(
+            keys::TTL.into(),
+            attr::n((ctx.processed_at + RECORD_RETENTION).timestamp()),
+        );
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The quota item's part of the write: per window, the plan's change and
+    /// the condition that makes it right. Only `{w}_usage` / `{w}_start` are
+    /// touched; limits and whatever else the item holds stay as they are.
+    fn quota_usage_action(
+        &self,
+        user: &UserId,
+        platform: &Platform,
+        plan: &UsagePlan,
+    ) -> Result<TransactWriteItem, Error> {
+        let mut sets = Vec::new();
+        let mut conditions = Vec::new();
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        for (kind, write) in WindowKind::ALL.iter().zip(&plan.windows) {
+            let k = &kind.as_str()[..1];
+            let (u, s) = (format!("#{k}u"), format!("#{k}s"));
+            let (amount, start) = (format!(":{k}a"), format!(":{k}s"));
+            names.push((s.clone(), window_attr(*kind, "start")));
+            match write {
+                WindowWrite::Add {
+                    start: at,
+                    amount: a,
+                } => {
+                    names.push((u.clone(), window_attr(*kind, "usage")));
+                    sets.push(format!("{u} = if_not_exists({u}, :zero) + {amount}"));
+                    conditions.push(format!("{s} = {start}"));
+                    values.push((amount, attr::usd(*a)));
+                    values.push((start, attr::n(at)));
+                }
+                WindowWrite::Restart {
+                    start: at,
+                    amount: a,
+                } => {
+                    names.push((u.clone(), window_attr(*kind, "usage")));
+                    sets.push(format!("{u} = {amount}"));
+                    sets.push(format!("{s} = {start}"));
+                    conditions.push(format!("(attribute_not_exists({s}) OR {s} < {start})"));
+                    values.push((amount, attr::usd(*a)));
+                    values.push((start, attr::n(at)));
+                }
+                WindowWrite::Keep { after } => {
+                    conditions.push(format!("{s} > {start}"));
+                    values.push((start, attr::n(after)));
+                }
+            }
+        }
+        if plan
+            .windows
+            .iter()
+            .any(|w| matches!(w, WindowWrite::Add { .. }))
+        {
+            values.push((":zero".into(), attr::n(0)));
+        }
+        let key = Item::from([
+            (keys::PK.to_string(), attr::s(keys::user_pk(user.as_str()))),
+            (
+                keys::SK.to_string(),
+                attr::s(keys::quota_sk(platform.as_str())),
+            ),
+        ]);
+        let condition = conditions.join(" AND ");
+        let names = names.into_iter().collect();
+        let values = values.into_iter().collect();
+        // Every counter stays: check the windows are still past, write nothing.
+        if sets.is_empty() {
+            let check = ConditionCheck::builder()
+                .table_name(self.table())
+                .set_key(Some(key))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(build_err)?;
+            return Ok(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The fingerprint of the record holding `event`'s id, if there is one
+    /// (strongly consistent; only for engines that do not return `ALL_OLD`).
+    async fn event_record_fingerprint(&self, event: &UsageEvent) -> Result<Option<String>, Error> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key(keys::PK, attr::s(keys::event_pk(event.event_id.as_str())))
+            .key(keys::SK, attr::s(keys::EVENT_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .item()
+            .and_then(|item| attr::opt_s(item, FINGERPRINT))
+            .map(str::to_string))
+    }
+
+    /// The quota item's window starts (strongly consistent).
+    async fn quota_starts(
+        &self,
+        user: &UserId,
+        platform: &Platform,
+    ) -> Result<StoredStarts, Error> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key(keys::PK, attr::s(keys::user_pk(user.as_str())))
+            .key(keys::SK, attr::s(keys::quota_sk(platform.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.item() {
+            Some(item) => starts_from_item(item),
+            None => Ok([None; 3]),
+        }
+    }
+}
+
+fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
+    let mut starts = [None; 3];
+    for (slot, kind) in starts.iter_mut().zip(WindowKind::ALL) {
+        *slot = attr::opt_i64(item, &window_attr(kind, "start"))?;
+    }
+    Ok(starts)
+}
+
+/// The write's `ClientRequestToken`: a UUID v5 (36 chars) of everything the
+/// transaction contains (table, each event id with its payload fingerprint,
+/// the processing time in the records, the quota plan) and the attempt.
+///
+/// The SDK resends a request with the token it carries, so an attempt that
+/// timed out after committing is answered from DynamoDB's token cache instead
+/// of being applied again. The token changes whenever the content does (a
+/// re-plan after a failed condition, a duplicate dropped, another batch), as
+/// DynamoDB refuses a reused token with other parameters
+/// (`IdempotentParameterMismatch`), and with the attempt number, so a retry
+/// after a cancellation never meets a cached outcome. A redelivery that builds
+/// the very same write within 10 minutes is answered from the cache and
+/// changes nothing: the first one applied it. Exactly-once itself rests on the
+/// record's `attribute_not_exists` condition, not on the token.
+fn write_token(
+    table: &str,
+    group: &Group<'_>,
+    pending: &[usize],
+    plan: &UsagePlan,
+    ctx: &IngestContext,
+    rounds: usize,
+    transient: u32,
+) -> String {
+    let mut text = format!(
+        "usage-write/v1\n{table}\n{}\n{}\n{}\n{rounds}.{transient}\n",
+        group.user,
+        group.platform,
+        ctx.processed_at.timestamp_micros(),
+    );
+    for &i in pending {
+        text.push_str(group.events[i].event_id.as_str());
+        text.push('=');
+        text.push_str(&group.fingerprints[i]);
+        text.push('\n');
+    }
+    text.push_str(&plan.describe());
+    uuid::Uuid::new_v5(&TOKEN_NAMESPACE, text.as_bytes()).to_string()
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Internal(format!("usage write: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_read_from_an_item() {
+        let item = Item::from([
+            ("daily_start".to_string(), attr::n(100)),
+            ("monthly_start".to_string(), attr::n(7)),
+            ("daily_usage".to_string(), attr::n("1.5")),
+        ]);
+        assert_eq!(starts_from_item(&item).unwrap(), [Some(100), None, Some(7)]);
+        let bad = Item::from([("weekly_start".to_string(), attr::n("x"))]);
+        assert!(starts_from_item(&bad).is_err());
+    }
+}
