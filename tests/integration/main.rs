@@ -1,3 +1,4 @@
 //! The integration suite: one binary (one link), one module per capability.
 
 mod foundation;
+mod quotas;

@@ -21,18 +21,24 @@ impl App {
         let deps = &self.deps;
         match route_key(req) {
             "GET /v1/me/quotas" => handlers::my_quotas(deps, &caller).await,
-            key @ ("GET /v1/admin/quota-defaults"
-            | "PUT /v1/admin/quota-defaults/system"
-            | "PUT /v1/admin/quota-defaults/sources/{source}"
-            | "POST /v1/admin/users/{user_id}/quotas/init"
-            | "GET /v1/admin/users/{user_id}/quotas"
-            | "PUT /v1/admin/users/{user_id}/quotas"
-            | "POST /v1/admin/users/{user_id}/quotas/{platform}/reset") => {
-                caller.require_admin()?;
-                Err(Error::NotImplemented(key.to_string()))
+            "GET /v1/me/quotas/{platform}/check" => handlers::check_mine(deps, &caller, req).await,
+            "POST /v1/quota/check" => handlers::check_any(deps, &caller, req).await,
+            "GET /v1/admin/quota-defaults" => handlers::get_defaults(deps, &caller).await,
+            "PUT /v1/admin/quota-defaults/system" => {
+                handlers::put_defaults(deps, &caller, req, true).await
             }
-            key @ ("GET /v1/me/quotas/{platform}/check" | "POST /v1/quota/check") => {
-                Err(Error::NotImplemented(key.to_string()))
+            "PUT /v1/admin/quota-defaults/sources/{source}" => {
+                handlers::put_defaults(deps, &caller, req, false).await
+            }
+            "POST /v1/admin/users/{user_id}/quotas/init" => {
+                handlers::init_user(deps, &caller, req).await
+            }
+            "GET /v1/admin/users/{user_id}/quotas" => handlers::get_user(deps, &caller, req).await,
+            "PUT /v1/admin/users/{user_id}/quotas" => {
+                handlers::replace_user(deps, &caller, req).await
+            }
+            "POST /v1/admin/users/{user_id}/quotas/{platform}/reset" => {
+                handlers::reset_window(deps, &caller, req).await
             }
             other => Err(Error::RouteNotFound(other.to_string())),
         }
