@@ -1,4 +1,5 @@
 //! The integration suite: one binary (one link), one module per capability.
 
 mod foundation;
+mod credits;
 mod quotas;

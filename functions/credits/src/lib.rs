@@ -1,11 +1,13 @@
-//! The credits function: balances, the ledger, admin adjustment and the audit log.
+//! The credits function: balances, the ledger, admin adjustment and the audit
+//! log. Routing lives here; each route's handler is in [`handlers`].
+
+mod handlers;
 
 use lambda_http::Request;
 use spendguard_core::api::{respond, route_key, Caller, HttpFunction, HttpResponse, HttpResult};
 use spendguard_core::{Deps, Error};
 
 pub struct App {
-    #[allow(dead_code)]
     deps: Deps,
 }
 
@@ -16,18 +18,20 @@ impl App {
 
     async fn route(&self, req: &Request) -> HttpResult {
         let caller = Caller::from_request(req)?;
+        let deps = &self.deps;
         match route_key(req) {
-            key @ ("GET /v1/me/credits" | "GET /v1/me/credits/transactions") => {
-                caller.require_user()?;
-                Err(Error::NotImplemented(key.to_string()))
+            "GET /v1/me/credits" => handlers::my_account(deps, &caller).await,
+            "GET /v1/me/credits/transactions" => handlers::my_ledger(deps, &caller, req).await,
+            "GET /v1/admin/users/{user_id}/credits" => {
+                handlers::user_account(deps, &caller, req).await
             }
-            key @ ("GET /v1/admin/users/{user_id}/credits"
-            | "GET /v1/admin/users/{user_id}/credits/transactions"
-            | "POST /v1/admin/users/{user_id}/credits/adjust"
-            | "GET /v1/admin/audit") => {
-                caller.require_admin()?;
-                Err(Error::NotImplemented(key.to_string()))
+            "GET /v1/admin/users/{user_id}/credits/transactions" => {
+                handlers::user_ledger(deps, &caller, req).await
             }
+            "POST /v1/admin/users/{user_id}/credits/adjust" => {
+                handlers::adjust(deps, &caller, req).await
+            }
+            "GET /v1/admin/audit" => handlers::audit(deps, &caller, req).await,
             other => Err(Error::RouteNotFound(other.to_string())),
         }
     }

@@ -431,16 +431,24 @@ impl DynamoStore {
                     }
                 }
             };
-            account = match fresh {
-                Some(item) => account_from_item(user, &item).map_err(CommitError::Store)?,
-                None => self
-                    .credit_account(user)
-                    .await
-                    .map_err(CommitError::Store)?,
-            };
-            if attempt < backoff.max_attempts {
-                tokio::time::sleep(backoff.delay(attempt)).await;
+            if attempt >= backoff.max_attempts {
+                break;
             }
+            account = match fresh {
+                // First loss: retry at once against the state the condition reported
+                // (one racing writer is the common case; no extra read).
+                Some(item) if attempt == 1 => {
+                    account_from_item(user, &item).map_err(CommitError::Store)?
+                }
+                // Repeated losses mean a hot account: pause, then read just before
+                // writing, since a state read before the pause would be stale again.
+                _ => {
+                    tokio::time::sleep(backoff.delay(attempt)).await;
+                    self.credit_account(user)
+                        .await
+                        .map_err(CommitError::Store)?
+                }
+            };
         }
         Err(CommitError::Store(Error::Conflict(format!(
             "the credit account of {user} is busy; retry the request"

@@ -1,0 +1,141 @@
+//! One function per route: parse, call the core, answer. The adjust rules live
+//! in the core crate (`domain::credits`, `DynamoStore::apply_adjustment`),
+//! shared with the admin CLI.
+
+use http::StatusCode;
+use lambda_http::Request;
+use serde_json::Value;
+use spendguard_core::api::{
+    idempotency_key, json_body, json_response, path_param, query_param, replayed_response,
+    request_fingerprint, Caller, HttpResult, PageRequest,
+};
+use spendguard_core::domain::audit::Actor;
+use spendguard_core::domain::credits::{
+    check_response, dry_run_response, AdjustMode, AdjustRequest,
+};
+use spendguard_core::domain::UserId;
+use spendguard_core::store::credits::AdjustResult;
+use spendguard_core::store::{AuditFilter, AuditStore, Claim, CreditStore};
+use spendguard_core::{Deps, Error};
+
+/// Idempotency keys of adjustments are scoped per admin: two admins may use the
+/// same key without colliding.
+fn adjust_scope(actor: &Actor) -> String {
+    format!("credits-adjust:{}", actor.id)
+}
+
+fn target_user(req: &Request) -> Result<UserId, Error> {
+    UserId::parse(&path_param(req, "user_id")?)
+}
+
+/// `GET /v1/me/credits`
+pub async fn my_account(deps: &Deps, caller: &Caller) -> HttpResult {
+    let user = caller.require_user()?;
+    let account = deps.store.credit_account(user).await?;
+    Ok(json_response(StatusCode::OK, &account))
+}
+
+/// `GET /v1/me/credits/transactions`
+pub async fn my_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    let user = caller.require_user()?;
+    let page = PageRequest::from_request(req)?;
+    let entries = deps.store.credit_ledger(user, &page).await?;
+    Ok(json_response(StatusCode::OK, &entries))
+}
+
+/// `GET /v1/admin/users/{user_id}/credits`
+pub async fn user_account(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let user = target_user(req)?;
+    let account = deps.store.credit_account(&user).await?;
+    Ok(json_response(StatusCode::OK, &account))
+}
+
+/// `GET /v1/admin/users/{user_id}/credits/transactions`
+pub async fn user_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let user = target_user(req)?;
+    let page = PageRequest::from_request(req)?;
+    let entries = deps.store.credit_ledger(&user, &page).await?;
+    Ok(json_response(StatusCode::OK, &entries))
+}
+
+/// `POST /v1/admin/users/{user_id}/credits/adjust`
+///
+/// Everything is validated before anything is written. `check` and `dry_run`
+/// only read (an Idempotency-Key is validated but not recorded for them); an
+/// `apply` with an Idempotency-Key claims the key first and completes it in the
+/// same transaction as the adjustment.
+pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let user = target_user(req)?;
+    let body: Value = json_body(req)?;
+    let request = AdjustRequest::from_json(&body)?;
+    let key = idempotency_key(req)?;
+    let actor = Actor::from(caller);
+    match (request.mode, request.by) {
+        (AdjustMode::Check, _) => {
+            let account = deps.store.credit_account(&user).await?;
+            Ok(json_response(StatusCode::OK, &check_response(&account)))
+        }
+        (AdjustMode::DryRun, Some(by)) => {
+            let (account, plan) = deps
+                .store
+                .preview_adjustment(&user, by, request.force)
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &dry_run_response(&account, &plan, request.force),
+            ))
+        }
+        (AdjustMode::Apply, Some(_)) => {
+            let lease = match key {
+                None => None,
+                Some(key) => {
+                    let claim = deps
+                        .store
+                        .claim_idempotency(
+                            &adjust_scope(&actor),
+                            &key,
+                            &request_fingerprint(req),
+                            deps.clock.now(),
+                        )
+                        .await?;
+                    match claim {
+                        Claim::Replay(stored) => return Ok(replayed_response(&stored)),
+                        Claim::Acquired(lease) => Some(lease),
+                    }
+                }
+            };
+            let result = deps
+                .store
+                .apply_adjustment(&user, &request, &actor, &deps.clock, lease.as_ref())
+                .await?;
+            Ok(match result {
+                AdjustResult::Applied(outcome) => {
+                    json_response(StatusCode::OK, &outcome.response())
+                }
+                AdjustResult::Replayed(stored) => replayed_response(&stored),
+            })
+        }
+        // `AdjustRequest` guarantees a target or delta outside check mode.
+        (_, None) => Err(Error::InvalidRequest(
+            "exactly one of target and delta is required".into(),
+        )),
+    }
+}
+
+/// `GET /v1/admin/audit?user_id=&action=&limit=&cursor=`
+pub async fn audit(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let filter = AuditFilter {
+        user_id: query_param(req, "user_id")
+            .filter(|u| !u.is_empty())
+            .map(|u| UserId::parse(&u))
+            .transpose()?,
+        action: query_param(req, "action").filter(|a| !a.is_empty()),
+    };
+    let page = PageRequest::from_request(req)?;
+    let entries = deps.store.list_audit(&filter, &page).await?;
+    Ok(json_response(StatusCode::OK, &entries))
+}
