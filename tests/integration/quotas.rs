@@ -412,62 +412,23 @@ async fn bad_defaults_are_refused_and_write_nothing() {
         r#"{{"openai": {{"daily_limit_usd": "1"}}, "pad": "{}"}}"#,
         "x".repeat(64 * 1024)
     );
+    #[rustfmt::skip]
     let cases: Vec<(&str, String, &str)> = vec![
         ("system", r#"{"mistral": {}}"#.into(), "unknown_platform"),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": "-1"}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": -1}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": "NaN"}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": "Infinity"}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": 0.00000000001}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": 1e400}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit_usd": true}}"#.into(),
-            "invalid_amount",
-        ),
-        (
-            "system",
-            r#"{"openai": {}, "openai": {}}"#.into(),
-            "duplicate_platform",
-        ),
-        (
-            "system",
-            r#"{"openai": {"daily_limit": "1"}}"#.into(),
-            "invalid_request",
-        ),
+        ("system", r#"{"openai": {"daily_limit_usd": "-1"}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": -1}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": "NaN"}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": "Infinity"}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": 0.00000000001}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": 1e400}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {"daily_limit_usd": true}}"#.into(), "invalid_amount"),
+        ("system", r#"{"openai": {}, "openai": {}}"#.into(), "duplicate_platform"),
+        ("system", r#"{"openai": {"daily_limit": "1"}}"#.into(), "invalid_request"),
         ("system", r#"{"openai": "#.into(), "invalid_request"),
         ("system", "[]".into(), "invalid_request"),
         ("system", "".into(), "invalid_request"),
         ("system", huge.clone(), "payload_too_large"),
-        (
-            "sources/github",
-            r#"{"openai": {"weekly_limit_usd": "1.5e-11"}}"#.into(),
-            "invalid_amount",
-        ),
+        ("sources/github", r#"{"openai": {"weekly_limit_usd": "1.5e-11"}}"#.into(), "invalid_amount"),
         ("sources/myspace", "{}".into(), "unknown_auth_source"),
         ("sources/github", huge, "payload_too_large"),
     ];
@@ -764,6 +725,7 @@ async fn bad_replace_is_refused_and_writes_nothing() {
     )
     .await;
     let before = dump(&env).await;
+    #[rustfmt::skip]
     let cases: Vec<(&str, String, &str)> = vec![
         ("alice", r#"{"quotas": [{"platform": "openai"}, {"platform": "openai", "daily_limit_usd": "2"}]}"#.into(), "duplicate_platform"),
         ("alice", r#"{"quotas": [{"platform": "mistral"}]}"#.into(), "unknown_platform"),
@@ -886,93 +848,22 @@ async fn reset_zeroes_exactly_one_window() {
 
 /// (zone, window, last second of a window, first second of the next, start of
 /// the window holding the last second)
+#[rustfmt::skip]
 const BOUNDARIES: &[(&str, &str, &str, &str, &str)] = &[
-    (
-        "UTC",
-        "daily",
-        "2026-11-21T23:59:59Z",
-        "2026-11-22T00:00:00Z",
-        "2026-11-21T00:00:00Z",
-    ),
-    (
-        "UTC",
-        "weekly",
-        "2026-11-22T23:59:59Z",
-        "2026-11-23T00:00:00Z",
-        "2026-11-16T00:00:00Z",
-    ),
-    (
-        "UTC",
-        "monthly",
-        "2026-12-31T23:59:59Z",
-        "2027-01-01T00:00:00Z",
-        "2026-12-01T00:00:00Z",
-    ),
-    (
-        "Asia/Shanghai",
-        "daily",
-        "2026-11-21T15:59:59Z",
-        "2026-11-21T16:00:00Z",
-        "2026-11-20T16:00:00Z",
-    ),
-    (
-        "Asia/Shanghai",
-        "weekly",
-        "2026-11-22T15:59:59Z",
-        "2026-11-22T16:00:00Z",
-        "2026-11-15T16:00:00Z",
-    ),
-    (
-        "Asia/Shanghai",
-        "monthly",
-        "2026-11-30T15:59:59Z",
-        "2026-11-30T16:00:00Z",
-        "2026-10-31T16:00:00Z",
-    ),
+    ("UTC", "daily", "2026-11-21T23:59:59Z", "2026-11-22T00:00:00Z", "2026-11-21T00:00:00Z"),
+    ("UTC", "weekly", "2026-11-22T23:59:59Z", "2026-11-23T00:00:00Z", "2026-11-16T00:00:00Z"),
+    ("UTC", "monthly", "2026-12-31T23:59:59Z", "2027-01-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+    ("Asia/Shanghai", "daily", "2026-11-21T15:59:59Z", "2026-11-21T16:00:00Z", "2026-11-20T16:00:00Z"),
+    ("Asia/Shanghai", "weekly", "2026-11-22T15:59:59Z", "2026-11-22T16:00:00Z", "2026-11-15T16:00:00Z"),
+    ("Asia/Shanghai", "monthly", "2026-11-30T15:59:59Z", "2026-11-30T16:00:00Z", "2026-10-31T16:00:00Z"),
     // New York: DST starts 2026-03-08 (a 23-hour day) ...
-    (
-        "America/New_York",
-        "daily",
-        "2026-03-09T03:59:59Z",
-        "2026-03-09T04:00:00Z",
-        "2026-03-08T05:00:00Z",
-    ),
-    (
-        "America/New_York",
-        "weekly",
-        "2026-03-09T03:59:59Z",
-        "2026-03-09T04:00:00Z",
-        "2026-03-02T05:00:00Z",
-    ),
-    (
-        "America/New_York",
-        "monthly",
-        "2026-04-01T03:59:59Z",
-        "2026-04-01T04:00:00Z",
-        "2026-03-01T05:00:00Z",
-    ),
+    ("America/New_York", "daily", "2026-03-09T03:59:59Z", "2026-03-09T04:00:00Z", "2026-03-08T05:00:00Z"),
+    ("America/New_York", "weekly", "2026-03-09T03:59:59Z", "2026-03-09T04:00:00Z", "2026-03-02T05:00:00Z"),
+    ("America/New_York", "monthly", "2026-04-01T03:59:59Z", "2026-04-01T04:00:00Z", "2026-03-01T05:00:00Z"),
     // ... and ends 2026-11-01 (a 25-hour day).
-    (
-        "America/New_York",
-        "daily",
-        "2026-11-02T04:59:59Z",
-        "2026-11-02T05:00:00Z",
-        "2026-11-01T04:00:00Z",
-    ),
-    (
-        "America/New_York",
-        "weekly",
-        "2026-11-02T04:59:59Z",
-        "2026-11-02T05:00:00Z",
-        "2026-10-26T04:00:00Z",
-    ),
-    (
-        "America/New_York",
-        "monthly",
-        "2026-12-01T04:59:59Z",
-        "2026-12-01T05:00:00Z",
-        "2026-11-01T04:00:00Z",
-    ),
+    ("America/New_York", "daily", "2026-11-02T04:59:59Z", "2026-11-02T05:00:00Z", "2026-11-01T04:00:00Z"),
+    ("America/New_York", "weekly", "2026-11-02T04:59:59Z", "2026-11-02T05:00:00Z", "2026-10-26T04:00:00Z"),
+    ("America/New_York", "monthly", "2026-12-01T04:59:59Z", "2026-12-01T05:00:00Z", "2026-11-01T04:00:00Z"),
 ];
 
 #[tokio::test]

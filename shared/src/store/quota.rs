@@ -218,7 +218,7 @@ impl QuotaStore for DynamoStore {
         let defaults = &self.quota_defaults(platforms).await?;
         retry(|| async move {
             let records = self.user_quotas(user).await?;
-            let plan = plan_init(&records, platforms, &defaults, source);
+            let plan = plan_init(&records, platforms, defaults, source);
             let mut details = limit_change_details(&plan.changes);
             details["auth_source"] = json!(source);
             details["filled"] = json!(plan.filled);
