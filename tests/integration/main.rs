@@ -2,4 +2,5 @@
 
 mod foundation;
 mod credits;
+mod credits_cli;
 mod quotas;
