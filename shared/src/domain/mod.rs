@@ -7,6 +7,7 @@ pub mod ids;
 pub mod money;
 pub mod platform;
 pub mod quota;
+pub mod redemption;
 pub mod usage;
 pub mod window;
 

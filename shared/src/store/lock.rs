@@ -1,0 +1,112 @@
+//! Short lease locks: `LOCK#{name}` / `LOCK` with `owner`, `lease_until_ms`,
+//! `version` and the TTL attribute (for clean-up only).
+//!
+//! A lock never decides correctness: the conditional writes of the work it
+//! guards do. It exists to turn a concurrent second attempt at the same
+//! multi-step work into a clean "in progress" answer instead of a race that the
+//! conditions then settle. A holder that dies leaves a lease that anyone may
+//! take over once it has expired.
+
+use super::attr::{self, Item};
+use super::{keys, txn, unavailable, DynamoStore};
+use crate::error::Error;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Duration, Utc};
+
+/// How long after its lease a stale lock item may be deleted by TTL.
+const CLEANUP_AFTER: Duration = Duration::hours(1);
+
+/// A held lock; give it back with [`DynamoStore::release_lock`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockLease {
+    pub name: String,
+    owner: String,
+    /// Increases with every acquisition: a fencing token, should a caller need one.
+    pub version: i64,
+    pub until: DateTime<Utc>,
+}
+
+fn lock_key(name: &str) -> Item {
+    Item::from([
+        (keys::PK.to_string(), attr::s(format!("LOCK#{name}"))),
+        (keys::SK.to_string(), attr::s("LOCK")),
+    ])
+}
+
+impl DynamoStore {
+    /// Takes the lock `name` for `lease` from `now`, unless someone else holds
+    /// an unexpired lease on it (`Ok(None)`). One conditional write.
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LockLease>, Error> {
+        let owner = uuid::Uuid::new_v4().to_string();
+        let until = now + lease;
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(lock_key(name)))
+            .update_expression(
+                "SET #owner = :owner, lease_until_ms = :until, acquired_at = :now, \
+                 #version = if_not_exists(#version, :zero) + :one, #ttl = :ttl",
+            )
+            .condition_expression("attribute_not_exists(#pk) OR lease_until_ms <= :now_ms")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#ttl", keys::TTL)
+            .expression_attribute_values(":owner", attr::s(&owner))
+            .expression_attribute_values(":until", attr::n(until.timestamp_millis()))
+            .expression_attribute_values(":now", attr::s(now.to_rfc3339()))
+            .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
+            .expression_attribute_values(":zero", attr::n(0))
+            .expression_attribute_values(":one", attr::n(1))
+            .expression_attribute_values(
+                ":ttl",
+                attr::n((until + CLEANUP_AFTER).timestamp()),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let version = out
+                    .attributes()
+                    .map(|a| attr::get_i64(a, "version"))
+                    .transpose()?
+                    .unwrap_or(1);
+                Ok(Some(LockLease {
+                    name: name.to_string(),
+                    owner,
+                    version,
+                    until,
+                }))
+            }
+            Err(e) if txn::is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Gives the lock back if this lease still owns it (a lease taken over after
+    /// expiry is left to its new owner).
+    pub async fn release_lock(&self, lease: &LockLease) -> Result<(), Error> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(lock_key(&lease.name)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", attr::s(&lease.owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if txn::is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
