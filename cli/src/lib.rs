@@ -608,3 +608,39 @@ async fn history(
     }
     Ok(EXIT_OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn negative_deltas_are_amounts_not_flags() {
+        let cli = Cli::try_parse_from(["x", "credits", "add", "alice", "-5", "--force"]).unwrap();
+        let Command::Credits(CreditsCommand::Add { delta, options, .. }) = cli.command else {
+            panic!("parsed as add");
+        };
+        assert_eq!(delta, "-5");
+        assert!(options.force);
+    }
+
+    #[test]
+    fn store_errors_map_to_their_exit_status() {
+        assert_eq!(
+            Failure::from(Error::StoreUnavailable("x".into())).code,
+            EXIT_STORE
+        );
+        assert_eq!(
+            Failure::from(Error::InsufficientCredits("x".into())).code,
+            EXIT_INSUFFICIENT
+        );
+        assert_eq!(Failure::from(Error::InvalidId("x".into())).code, EXIT_USAGE);
+        assert_eq!(Failure::from(Error::Internal("x".into())).code, EXIT_FAILED);
+        assert_eq!(shorten("abcdef", 3), "abc...");
+    }
+}
