@@ -1059,12 +1059,13 @@ async fn every_admin_write_is_audited_with_before_and_after() {
         .assert_status(200);
     let entries = audit(&env, "ADMIN_SET_SOURCE_QUOTA_DEFAULTS").await;
     assert_eq!(entries.len(), 2);
-    // Newest first: the clearing.
-    assert_eq!(
-        entries[0].details["before"]["gemini"]["weekly_limit_usd"],
-        "4"
-    );
-    assert_eq!(entries[0].details["after"], Value::Null);
+    // Same instant on the manual clock: find the clearing by its content.
+    let cleared = entries
+        .iter()
+        .find(|e| e.details["after"].is_null())
+        .unwrap_or_else(|| panic!("no clearing entry: {entries:?}"));
+    assert_eq!(cleared.details["scope"], "source:wechat");
+    assert_eq!(cleared.details["before"]["gemini"]["weekly_limit_usd"], "4");
 
     admin(
         "POST",

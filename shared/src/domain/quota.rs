@@ -215,10 +215,13 @@ impl DefaultsScope {
         }
     }
 
-    /// A cleared source default is removed (reads as `null`); the system default
-    /// always exists (reads as `{}` when empty).
-    pub fn removes_when_empty(self) -> bool {
-        matches!(self, DefaultsScope::Source(_))
+    /// How a stored value reads: an empty (cleared) source default is no default
+    /// at all (`null`); the system default always exists (`{}` when empty).
+    pub fn visible(self, defaults: &QuotaDefaults) -> Option<&QuotaDefaults> {
+        match self {
+            DefaultsScope::Source(_) if defaults.is_empty() => None,
+            _ => Some(defaults),
+        }
     }
 
     pub fn label(self) -> String {

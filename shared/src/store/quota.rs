@@ -17,7 +17,8 @@
 //! Defaults item: pk `CONFIG`, sk `QUOTA_DEFAULTS#system` or
 //! `QUOTA_DEFAULTS#source#{source}`:
 //! - `limits` M: `{platform: M {daily_limit: N, weekly_limit: N, monthly_limit: N}}`,
-//!   an absent window key meaning `null` (N keeps money exact);
+//!   an absent window key meaning `null` (N keeps money exact); a cleared
+//!   source default is stored as an empty map and reads as `null`;
 //! - `version` N: bumped by every replace, which is conditioned on it;
 //! - `updated_at` S, `updated_by` S.
 //!
@@ -33,9 +34,7 @@ use crate::domain::quota::{
 };
 use crate::domain::{AuthSource, Platform, Platforms, UserId, WindowKind};
 use crate::error::Error;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
@@ -66,7 +65,7 @@ pub trait QuotaStore {
         platforms: &Platforms,
     ) -> impl Future<Output = Result<DefaultsSet, Error>> + Send;
 
-    /// Whole-replaces one defaults item; an empty source default is removed.
+    /// Whole-replaces one defaults item; an empty source default reads as none.
     fn replace_quota_defaults(
         &self,
         scope: DefaultsScope,
@@ -186,7 +185,9 @@ impl QuotaStore for DynamoStore {
                     .strip_prefix("source#")
                     .and_then(|s| AuthSource::parse(s).ok())
                 {
-                    set.sources.insert(source, defaults);
+                    if DefaultsScope::Source(source).visible(&defaults).is_some() {
+                        set.sources.insert(source, defaults);
+                    }
                 }
             }
             start_key = page.last_evaluated_key().cloned();
@@ -436,81 +437,48 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Attempt<()>, Error> {
         let current = self.defaults_item(scope, platforms).await?;
-        let removes = defaults.is_empty() && scope.removes_when_empty();
-        let (condition, values) = match &current {
+        // Clearing is a Put of `{}` too: the item keeps its version (no
+        // delete-then-recreate race) and the function needs no DeleteItem.
+        let (condition, names, values) = match &current {
             Some((_, version)) => (
-                "#version = :version".to_string(),
-                HashMap::from([(":version".to_string(), attr::n(version))]),
+                "#version = :version",
+                HashMap::from([("#version".to_string(), "version".to_string())]),
+                Some(HashMap::from([(":version".to_string(), attr::n(version))])),
             ),
-            None => ("attribute_not_exists(#pk)".to_string(), HashMap::new()),
+            None => (
+                "attribute_not_exists(#pk)",
+                HashMap::from([("#pk".to_string(), keys::PK.to_string())]),
+                None,
+            ),
         };
-        let names = match &current {
-            Some(_) => HashMap::from([("#version".to_string(), "version".to_string())]),
-            None => HashMap::from([("#pk".to_string(), keys::PK.to_string())]),
-        };
-        let values_opt = |v: HashMap<String, AttributeValue>| (!v.is_empty()).then_some(v);
-        let bad = |e: aws_sdk_dynamodb::error::BuildError| {
-            Error::Internal(format!("quota defaults write: {e}"))
-        };
-        let write = if removes {
-            match current {
-                Some(_) => TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(self.table())
-                            .set_key(Some(defaults_key(scope)))
-                            .condition_expression(condition)
-                            .set_expression_attribute_names(Some(names))
-                            .set_expression_attribute_values(values_opt(values))
-                            .build()
-                            .map_err(bad)?,
-                    )
-                    .build(),
-                // Nothing to delete; still assert it stayed absent.
-                None => TransactWriteItem::builder()
-                    .condition_check(
-                        ConditionCheck::builder()
-                            .table_name(self.table())
-                            .set_key(Some(defaults_key(scope)))
-                            .condition_expression(condition)
-                            .set_expression_attribute_names(Some(names))
-                            .build()
-                            .map_err(bad)?,
-                    )
-                    .build(),
-            }
-        } else {
-            let version = current.as_ref().map_or(0, |(_, v)| *v) + 1;
-            let mut item: Item = defaults_key(scope);
-            item.insert("limits".into(), defaults_to_attr(defaults));
-            item.insert("version".into(), attr::n(version));
-            item.insert(
-                "updated_at".into(),
-                attr::s(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            );
-            item.insert("updated_by".into(), attr::s(&actor.id));
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(item))
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(Some(names))
-                        .set_expression_attribute_values(values_opt(values))
-                        .build()
-                        .map_err(bad)?,
-                )
-                .build()
-        };
-        let before = current.as_ref().map(|(d, _)| d);
-        let after = (!removes).then_some(defaults);
+        let mut item: Item = defaults_key(scope);
+        item.insert("limits".into(), defaults_to_attr(defaults));
+        item.insert(
+            "version".into(),
+            attr::n(current.as_ref().map_or(0, |(_, v)| *v) + 1),
+        );
+        item.insert(
+            "updated_at".into(),
+            attr::s(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        );
+        item.insert("updated_by".into(), attr::s(&actor.id));
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| Error::Internal(format!("quota defaults write: {e}")))?;
+        let before = current.as_ref().and_then(|(d, _)| scope.visible(d));
         let entry = AuditEntry::new(
             actor,
             scope.audit_action(),
             None,
-            json!({ "scope": scope.label(), "before": before, "after": after }),
+            json!({ "scope": scope.label(), "before": before, "after": scope.visible(defaults) }),
             now,
         );
+        let write = TransactWriteItem::builder().put(put).build();
         self.transact(vec![write, self.audit_put(&entry)?]).await
     }
 }
