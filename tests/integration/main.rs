@@ -4,3 +4,4 @@ mod foundation;
 mod credits;
 mod credits_cli;
 mod quotas;
+mod usage;

@@ -24,11 +24,14 @@
 //! duplicate; that errs on the side of never applying an event twice.
 
 use super::attr::{self, Item};
+use super::credits::{CreditStore, CREDIT_BACKOFF};
 use super::quota::window_attr;
 use super::txn::{Backoff, CancelReason, TxnFailure};
 use super::{keys, unavailable, DynamoStore};
+use crate::domain::credits::{Account, Applied, Change};
 use crate::domain::usage::{
-    write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite, RECORD_RETENTION,
+    write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite,
+    CREDITS_CATEGORY_USAGE, RECORD_RETENTION,
 };
 use crate::domain::{Platform, UserId, WindowKind};
 use crate::error::Error;
@@ -47,9 +50,9 @@ const FINGERPRINT: &str = "fingerprint";
 /// Users written at the same time within one batch (each user's writes are
 /// sequential; different users touch different items).
 const USER_CONCURRENCY: usize = 8;
-/// Re-plans after a failed quota condition, beyond one per event: each one
-/// means the stored window starts moved on, which happens a few times a day.
-const MAX_REPLANS: usize = 12;
+/// Re-plans after a failed quota condition: each one means the stored window
+/// starts moved on (a rollover by another writer), which happens rarely.
+const MAX_REPLANS: u32 = 12;
 /// Namespace of the write tokens (a fixed random UUID).
 const TOKEN_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1c_2b7e_93a4_4d0e_b5a2_5c0e_8f17_d3a9);
@@ -150,11 +153,38 @@ struct Group<'a> {
     platform: &'a Platform,
     events: Vec<&'a UsageEvent>,
     fingerprints: Vec<String>,
+    /// Credits of the group's one event, if it carries any.
+    credits: Option<i64>,
+}
+
+/// What one user's writes know about the items they share: the window starts
+/// of each quota item and the credit account, as last seen or written. Only a
+/// guess for planning; the write's conditions decide.
+#[derive(Default)]
+struct Known<'a> {
+    starts: Vec<(&'a Platform, StoredStarts)>,
+    account: Option<Account>,
+}
+
+impl<'a> Known<'a> {
+    fn starts(&self, platform: &Platform) -> Option<StoredStarts> {
+        self.starts
+            .iter()
+            .find(|(p, _)| *p == platform)
+            .map(|(_, s)| *s)
+    }
+
+    fn set_starts(&mut self, platform: &'a Platform, starts: StoredStarts) {
+        match self.starts.iter_mut().find(|(p, _)| *p == platform) {
+            Some(slot) => slot.1 = starts,
+            None => self.starts.push((platform, starts)),
+        }
+    }
 }
 
 impl DynamoStore {
     /// One user's writes, one after another; what a write learns about the
-    /// quota item's window starts seeds the next write on that platform.
+    /// quota item and the credit account seeds the next write.
     async fn record_user_writes(
         &self,
         events: &[UsageEvent],
@@ -163,7 +193,7 @@ impl DynamoStore {
     ) -> (Vec<(usize, Result<Recorded, Arc<Error>>)>, WriteStats) {
         let mut out = Vec::new();
         let mut stats = WriteStats::default();
-        let mut known: Vec<(&Platform, StoredStarts)> = Vec::new();
+        let mut known = Known::default();
         for write in writes {
             let group_events: Vec<&UsageEvent> = write.iter().map(|&i| &events[i]).collect();
             let Some(first) = group_events.first() else {
@@ -173,20 +203,15 @@ impl DynamoStore {
                 user: &first.user_id,
                 platform: &first.platform,
                 fingerprints: group_events.iter().map(|e| e.fingerprint()).collect(),
+                credits: first.credits,
                 events: group_events,
             };
-            let hint = known
-                .iter()
-                .find(|(p, _)| *p == group.platform)
-                .map(|(_, s)| *s);
-            let (resolved, error, learned) = self.record_group(&group, ctx, hint, &mut stats).await;
-            if let Some(starts) = learned {
-                match known.iter_mut().find(|(p, _)| *p == group.platform) {
-                    Some(slot) => slot.1 = starts,
-                    None => known.push((group.platform, starts)),
-                }
-            }
-            let error = error.map(Arc::new);
+            let mut resolved = vec![None; write.len()];
+            let error = self
+                .record_group(&group, ctx, &mut known, &mut resolved, &mut stats)
+                .await
+                .err()
+                .map(Arc::new);
             for (k, &i) in write.iter().enumerate() {
                 let result = match (&resolved[k], &error) {
                     (Some(r), _) => Ok(r.clone()),
@@ -202,56 +227,78 @@ impl DynamoStore {
     }
 
     /// Writes one group until every event is recorded (by this write or an
-    /// earlier one) or an error stops it. Returns per event the record found
-    /// or created, the error for the rest, and the quota item's window starts
-    /// as last known.
-    async fn record_group(
+    /// earlier one): fills `resolved` with the record found or created per
+    /// event; an error leaves the rest unresolved (nothing written for them).
+    async fn record_group<'a>(
         &self,
-        group: &Group<'_>,
+        group: &Group<'a>,
         ctx: &IngestContext,
-        mut known: Option<StoredStarts>,
+        known: &mut Known<'a>,
+        resolved: &mut [Option<Recorded>],
         stats: &mut WriteStats,
-    ) -> (Vec<Option<Recorded>>, Option<Error>, Option<StoredStarts>) {
+    ) -> Result<(), Error> {
         let n = group.events.len();
-        let mut resolved: Vec<Option<Recorded>> = vec![None; n];
-        let mut pending: Vec<usize> = (0..n).collect();
-        let mut transient = 0u32;
-        let mut rounds = 0usize;
-        if group.events.iter().any(|e| e.credits.is_some()) {
-            return (
-                resolved,
-                Some(Error::NotImplemented(
-                    "credits debit of usage events".into(),
-                )),
-                known,
-            );
+        if group.credits.is_some() && n != 1 {
+            return Err(Error::Internal(
+                "an event with credits is written on its own".into(),
+            ));
         }
+        let mut pending: Vec<usize> = (0..n).collect();
+        // Each attempt resolves an event or counts against one of these bounds.
+        let (mut rounds, mut transient, mut replans, mut contended) = (0u32, 0u32, 0u32, 0u32);
+        // The account as this user's last write left it saves the read; the
+        // seq condition catches any other writer in between.
+        let mut account = match group.credits {
+            Some(_) => known.account.take(),
+            None => None,
+        };
         loop {
             if pending.is_empty() {
-                return (resolved, None, known);
+                // Every event was recorded before: the account read still holds.
+                if account.is_some() {
+                    known.account = account;
+                }
+                return Ok(());
             }
             rounds += 1;
-            if rounds > n + MAX_REPLANS {
-                let err = Error::Conflict("the usage write did not settle; retry later".into());
-                return (resolved, Some(err), known);
-            }
             let events: Vec<&UsageEvent> = pending.iter().map(|&i| group.events[i]).collect();
-            let plan = match UsagePlan::new(&events, ctx.tz, known.as_ref()) {
-                Ok(plan) => plan,
-                Err(e) => return (resolved, Some(e), known),
-            };
-            let mut actions = Vec::with_capacity(pending.len() + 1);
+            let starts = known.starts(group.platform);
+            let plan = UsagePlan::new(&events, ctx.tz, starts.as_ref())?;
+            let mut actions = Vec::with_capacity(pending.len() + 3);
             for &i in &pending {
-                match self.event_record_put(group.events[i], &group.fingerprints[i], ctx) {
-                    Ok(a) => actions.push(a),
-                    Err(e) => return (resolved, Some(e), known),
+                actions.push(self.event_record_put(
+                    group.events[i],
+                    &group.fingerprints[i],
+                    ctx,
+                )?);
+            }
+            actions.push(self.quota_usage_action(group.user, group.platform, &plan)?);
+            let applied = match group.credits {
+                None => None,
+                Some(credits) => {
+                    let read = match account.take() {
+                        Some(a) => a,
+                        None => {
+                            stats.requests += 1;
+                            self.credit_account(group.user).await?
+                        }
+                    };
+                    let applied =
+                        read.apply(&consume_change(events[0], credits), ctx.processed_at)?;
+                    actions.extend(self.ledger_actions(&applied)?);
+                    account = Some(read);
+                    Some(applied)
                 }
-            }
-            match self.quota_usage_action(group.user, group.platform, &plan) {
-                Ok(a) => actions.push(a),
-                Err(e) => return (resolved, Some(e), known),
-            }
-            let token = write_token(self.table(), group, &pending, &plan, ctx, rounds, transient);
+            };
+            let token = write_token(
+                self.table(),
+                group,
+                &pending,
+                &plan,
+                applied.as_ref(),
+                ctx,
+                (rounds, transient),
+            );
             stats.requests += 1;
             stats.transactions += 1;
             let sent = self
@@ -278,22 +325,28 @@ impl DynamoStore {
                             applied_now: true,
                         });
                     }
-                    return (resolved, None, Some(plan.starts_after(known.as_ref())));
+                    known.set_starts(group.platform, plan.starts_after(starts.as_ref()));
+                    if let Some(applied) = applied {
+                        known.account = Some(applied.after);
+                    }
+                    return Ok(());
                 }
                 Err(e) => match TxnFailure::from_sdk(e) {
-                    TxnFailure::Unavailable(e) => return (resolved, Some(e), known),
+                    TxnFailure::Unavailable(e) => return Err(e),
                     TxnFailure::Transient(_) => Vec::new(),
                     TxnFailure::Cancelled(reasons) => reasons,
                 },
             };
-            let mut progressed = false;
-            // Records that exist: this event was applied before (or its id taken).
-            let mut still = Vec::with_capacity(pending.len());
-            for (k, &i) in pending.iter().enumerate() {
-                if !reasons
+            let failed = |k: usize| {
+                reasons
                     .get(k)
                     .is_some_and(CancelReason::is_condition_failed)
-                {
+            };
+            let mut progressed = false;
+            // Records that exist: the event was applied before (or its id taken).
+            let mut still = Vec::with_capacity(pending.len());
+            for (k, &i) in pending.iter().enumerate() {
+                if !failed(k) {
                     still.push(i);
                     continue;
                 }
@@ -306,10 +359,7 @@ impl DynamoStore {
                     // An engine that does not return ALL_OLD: read the record.
                     None => {
                         stats.requests += 1;
-                        match self.event_record_fingerprint(group.events[i]).await {
-                            Ok(fp) => fp,
-                            Err(e) => return (resolved, Some(e), known),
-                        }
+                        self.event_record_fingerprint(group.events[i]).await?
                     }
                 };
                 match stored {
@@ -323,34 +373,57 @@ impl DynamoStore {
                     None => still.push(i),
                 }
             }
-            let quota_reason = reasons.get(pending.len());
+            let quota = pending.len();
             pending = still;
-            if quota_reason.is_some_and(CancelReason::is_condition_failed) {
+            if failed(quota) {
                 progressed = true;
-                known = match quota_reason.and_then(|r| r.item.as_ref()) {
-                    Some(item) => match starts_from_item(item) {
-                        Ok(s) => Some(s),
-                        Err(e) => return (resolved, Some(e), known),
-                    },
+                replans += 1;
+                if replans > MAX_REPLANS {
+                    return Err(Error::Conflict(
+                        "the quota item's windows kept moving; retry later".into(),
+                    ));
+                }
+                let learned = match reasons[quota].item.as_ref() {
+                    Some(item) => starts_from_item(item)?,
                     // No item came back: there is none, unless this plan already
                     // assumed that (an engine without ALL_OLD); then read it.
-                    None if known != Some([None; 3]) => Some([None; 3]),
+                    None if starts != Some([None; 3]) => [None; 3],
                     None => {
                         stats.requests += 1;
-                        match self.quota_starts(group.user, group.platform).await {
-                            Ok(s) => Some(s),
-                            Err(e) => return (resolved, Some(e), known),
-                        }
+                        self.quota_starts(group.user, group.platform).await?
                     }
                 };
+                known.set_starts(group.platform, learned);
+            }
+            if group.credits.is_some() {
+                // After the quota action: the account update, then the ledger put.
+                if failed(quota + 1) {
+                    // Another write moved the account on: read it again, after a
+                    // jittered pause, as a hot account loses many races.
+                    progressed = true;
+                    account = None;
+                    contended += 1;
+                    if contended >= CREDIT_BACKOFF.max_attempts {
+                        return Err(Error::Conflict(format!(
+                            "the credit account of {} is busy; retry later",
+                            group.user
+                        )));
+                    }
+                    tokio::time::sleep(CREDIT_BACKOFF.delay(contended)).await;
+                } else if failed(quota + 2) {
+                    return Err(Error::Internal(format!(
+                        "a ledger entry of {} exists past the account's seq",
+                        group.user
+                    )));
+                }
             }
             if !progressed {
                 // Conflict with another transaction or throttling: back off.
                 transient += 1;
                 if transient >= ctx.backoff.max_attempts {
-                    let err =
-                        Error::Conflict("the quota item stayed contended; retry later".into());
-                    return (resolved, Some(err), known);
+                    return Err(Error::Conflict(
+                        "the usage write stayed contended; retry later".into(),
+                    ));
                 }
                 tokio::time::sleep(ctx.backoff.delay(transient)).await;
             }
@@ -569,9 +642,9 @@ fn write_token(
     group: &Group<'_>,
     pending: &[usize],
     plan: &UsagePlan,
+    applied: Option<&Applied>,
     ctx: &IngestContext,
-    rounds: usize,
-    transient: u32,
+    (rounds, transient): (u32, u32),
 ) -> String {
     let mut text = format!(
         "usage-write/v1\n{table}\n{}\n{}\n{}\n{rounds}.{transient}\n",
@@ -586,7 +659,27 @@ fn write_token(
         text.push('\n');
     }
     text.push_str(&plan.describe());
+    if let Some(a) = applied {
+        // The debit is computed from the account as read: its state is content.
+        let b = &a.before;
+        text.push_str(&format!(
+            "\ncredits:{}:{}:{}:{}:{}",
+            b.seq, b.available, b.total, b.used, a.entry.amount
+        ));
+    }
     uuid::Uuid::new_v5(&TOKEN_NAMESPACE, text.as_bytes()).to_string()
+}
+
+/// The `consume` ledger change of a usage event: the entry's id and reference
+/// are the event id, so the ledger names the event that spent the credits.
+fn consume_change(event: &UsageEvent, credits: i64) -> Change {
+    let description = match &event.model {
+        Some(model) => format!("{} usage ({model})", event.platform),
+        None => format!("{} usage", event.platform),
+    };
+    Change::consume(credits, CREDITS_CATEGORY_USAGE, &description)
+        .with_id(event.event_id.as_str())
+        .with_reference(event.event_id.as_str())
 }
 
 fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
