@@ -216,34 +216,44 @@ impl Recorded {
 /// events without credits, and each event with credits alone (its ledger entry
 /// needs the balance it was computed from). Returns indexes into `events`.
 pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
-    let mut users: Vec<(&UserId, Vec<(&Platform, Vec<usize>, Vec<usize>)>)> = Vec::new();
+    /// One platform of one user: events without credits, events with credits.
+    struct PlatformEvents<'a> {
+        platform: &'a Platform,
+        plain: Vec<usize>,
+        with_credits: Vec<usize>,
+    }
+    let mut users: Vec<Vec<PlatformEvents>> = Vec::new();
     let mut user_pos: HashMap<&UserId, usize> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
         let u = *user_pos.entry(&e.user_id).or_insert_with(|| {
-            users.push((&e.user_id, Vec::new()));
+            users.push(Vec::new());
             users.len() - 1
         });
-        let platforms = &mut users[u].1;
-        let p = match platforms.iter().position(|(p, _, _)| **p == e.platform) {
+        let platforms = &mut users[u];
+        let p = match platforms.iter().position(|p| *p.platform == e.platform) {
             Some(p) => p,
             None => {
-                platforms.push((&e.platform, Vec::new(), Vec::new()));
+                platforms.push(PlatformEvents {
+                    platform: &e.platform,
+                    plain: Vec::new(),
+                    with_credits: Vec::new(),
+                });
                 platforms.len() - 1
             }
         };
         if e.credits.is_some() {
-            platforms[p].2.push(i);
+            platforms[p].with_credits.push(i);
         } else {
-            platforms[p].1.push(i);
+            platforms[p].plain.push(i);
         }
     }
     users
         .into_iter()
-        .map(|(_, platforms)| {
+        .map(|platforms| {
             let mut writes = Vec::new();
-            for (_, plain, with_credits) in platforms {
-                writes.extend(plain.chunks(MAX_EVENTS_PER_WRITE).map(<[usize]>::to_vec));
-                writes.extend(with_credits.into_iter().map(|i| vec![i]));
+            for p in platforms {
+                writes.extend(p.plain.chunks(MAX_EVENTS_PER_WRITE).map(<[usize]>::to_vec));
+                writes.extend(p.with_credits.into_iter().map(|i| vec![i]));
             }
             writes
         })
