@@ -4,4 +4,5 @@ mod foundation;
 mod credits;
 mod credits_cli;
 mod quotas;
+mod redemption;
 mod usage;

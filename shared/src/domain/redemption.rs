@@ -178,6 +178,46 @@ plain_id!(
     "batch_id"
 );
 
+impl BatchId {
+    /// A fresh random id: 128 bits from the OS CSPRNG, lower-case base32.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(base32_lower(&bytes))
+    }
+
+    /// The id of the batch `actor` creates with Idempotency-Key `key`: a retry
+    /// with the same key finds the batch the first attempt (partly) wrote.
+    pub fn for_idempotency_key(actor: &str, key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"spendguard redemption batch\n")
+            .chain_update(actor.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(key.as_bytes())
+            .finalize();
+        Self(base32_lower(&digest[..16]))
+    }
+}
+
+/// Crockford base32 of `bytes`, lower case (26 symbols for 16 bytes).
+fn base32_lower(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(CODE_ALPHABET[((acc >> bits) & 31) as usize].to_ascii_lowercase() as char);
+        }
+    }
+    if bits > 0 {
+        out.push(CODE_ALPHABET[((acc << (5 - bits)) & 31) as usize].to_ascii_lowercase() as char);
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------
 // Subscriptions and calendar arithmetic
 // ---------------------------------------------------------------------------
@@ -702,7 +742,10 @@ mod tests {
     fn days_and_weeks_are_exact() {
         let t = at(2026, 2, 27, 23, 30, 0);
         assert_eq!(add_period(t, Unit::Day, 2), Some(at(2026, 3, 1, 23, 30, 0)));
-        assert_eq!(add_period(t, Unit::Week, 1), Some(at(2026, 3, 6, 23, 30, 0)));
+        assert_eq!(
+            add_period(t, Unit::Week, 1),
+            Some(at(2026, 3, 6, 23, 30, 0))
+        );
         assert_eq!(add_period(t, Unit::Day, 0), Some(t));
         assert!(add_period(t, Unit::Year, u32::MAX).is_none());
     }
@@ -777,8 +820,24 @@ mod tests {
             CodeKey::parse("oOoO-iIlL").unwrap()
         );
         for bad in ["", "a b", "ABCD/EFGH", "ABCD#1", &"A".repeat(129)] {
-            assert_eq!(CodeKey::parse(bad).unwrap_err().code(), "invalid_id", "{bad:?}");
+            assert_eq!(
+                CodeKey::parse(bad).unwrap_err().code(),
+                "invalid_id",
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn batch_ids() {
+        let a = BatchId::for_idempotency_key("admin-1", "k1");
+        assert_eq!(a, BatchId::for_idempotency_key("admin-1", "k1"));
+        assert_ne!(a, BatchId::for_idempotency_key("admin-2", "k1"));
+        assert_ne!(a, BatchId::for_idempotency_key("admin-1", "k2"));
+        assert_eq!(a.as_str().len(), 26);
+        assert!(BatchId::parse(a.as_str()).is_ok());
+        assert_ne!(BatchId::random(), BatchId::random());
+        assert_eq!(base32_lower(&[0xff, 0x00]), "zw00");
     }
 
     #[test]
@@ -804,7 +863,10 @@ mod tests {
         .unwrap();
         assert_eq!(spec.count, 3);
         assert_eq!(spec.grant.credits, 100);
-        assert_eq!(spec.grant.subscription.as_ref().unwrap().unit, Unit::HalfYear);
+        assert_eq!(
+            spec.grant.subscription.as_ref().unwrap().unit,
+            Unit::HalfYear
+        );
         assert_eq!(spec.expires_at, Some(at(2026, 5, 31, 16, 0, 0)));
         assert!(body(json!({"count": 1000, "max_uses": 1, "credits": 1})).is_ok());
         let sub_only = body(json!({"count": 1, "max_uses": 1, "credits": 0,
@@ -816,31 +878,97 @@ mod tests {
     fn refuses_bad_batch_requests() {
         let sub = json!({"plan_id": "pro", "unit": "month", "quantity": 1});
         let cases = [
-            (json!({"count": 0, "max_uses": 1, "credits": 1}), "invalid_request"),
-            (json!({"count": 1001, "max_uses": 1, "credits": 1}), "invalid_request"),
-            (json!({"count": 1.5, "max_uses": 1, "credits": 1}), "invalid_request"),
+            (
+                json!({"count": 0, "max_uses": 1, "credits": 1}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1001, "max_uses": 1, "credits": 1}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1.5, "max_uses": 1, "credits": 1}),
+                "invalid_request",
+            ),
             (json!({"max_uses": 1, "credits": 1}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 0, "credits": 1}), "invalid_request"),
+            (
+                json!({"count": 1, "max_uses": 0, "credits": 1}),
+                "invalid_request",
+            ),
             (json!({"count": 1, "credits": 1}), "invalid_request"),
             (json!({"count": 1, "max_uses": 1}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 0}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": -1}), "invalid_amount"),
-            (json!({"count": 1, "max_uses": 1, "credits": 2.5}), "invalid_amount"),
-            (json!({"count": 1, "max_uses": 1, "credits": "5"}), "invalid_amount"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1e13}), "invalid_amount"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "prefix": "a-b"}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "prefix": ""}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "expires_at": "2025-01-01T00:00:00Z"}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "expires_at": "tomorrow"}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "batch_name": " "}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "credits": 1, "expire_at": "2027-01-01T00:00:00Z"}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "fortnight", "quantity": 1}}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": 0}}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": -1}}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": 1001}}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "a b", "unit": "month", "quantity": 1}}), "invalid_id"),
-            (json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month"}}), "invalid_request"),
-            (json!({"count": 1, "max_uses": 1, "subscription": sub, "extra": 1}), "invalid_request"),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 0}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": -1}),
+                "invalid_amount",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 2.5}),
+                "invalid_amount",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": "5"}),
+                "invalid_amount",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1e13}),
+                "invalid_amount",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "prefix": "a-b"}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "prefix": ""}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "expires_at": "2025-01-01T00:00:00Z"}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "expires_at": "tomorrow"}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "batch_name": " "}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "credits": 1, "expire_at": "2027-01-01T00:00:00Z"}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "fortnight", "quantity": 1}}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": 0}}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": -1}}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month", "quantity": 1001}}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "a b", "unit": "month", "quantity": 1}}),
+                "invalid_id",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": {"plan_id": "p", "unit": "month"}}),
+                "invalid_request",
+            ),
+            (
+                json!({"count": 1, "max_uses": 1, "subscription": sub, "extra": 1}),
+                "invalid_request",
+            ),
         ];
         for (v, code) in cases {
             let err = body(v.clone()).unwrap_err();
@@ -881,19 +1009,34 @@ mod tests {
         // Expiry is exclusive: a code expiring now is expired.
         assert_eq!(code(true, 0, 1, Some(now)).status(now), CodeStatus::Expired);
         assert_eq!(
-            code(true, 2, 2, None).check_redeemable(now).unwrap_err().code(),
+            code(true, 2, 2, None)
+                .check_redeemable(now)
+                .unwrap_err()
+                .code(),
             "code_exhausted"
         );
         assert_eq!(
-            code(false, 0, 2, None).check_redeemable(now).unwrap_err().code(),
+            code(false, 0, 2, None)
+                .check_redeemable(now)
+                .unwrap_err()
+                .code(),
             "code_disabled"
         );
         assert_eq!(
-            code(true, 0, 2, past).check_redeemable(now).unwrap_err().code(),
+            code(true, 0, 2, past)
+                .check_redeemable(now)
+                .unwrap_err()
+                .code(),
             "code_expired"
         );
-        assert_eq!(CodeStatus::parse("exhausted").unwrap(), CodeStatus::Exhausted);
-        assert_eq!(CodeStatus::parse("used").unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            CodeStatus::parse("exhausted").unwrap(),
+            CodeStatus::Exhausted
+        );
+        assert_eq!(
+            CodeStatus::parse("used").unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]

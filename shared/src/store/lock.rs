@@ -64,10 +64,7 @@ impl DynamoStore {
             .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
             .expression_attribute_values(":zero", attr::n(0))
             .expression_attribute_values(":one", attr::n(1))
-            .expression_attribute_values(
-                ":ttl",
-                attr::n((until + CLEANUP_AFTER).timestamp()),
-            )
+            .expression_attribute_values(":ttl", attr::n((until + CLEANUP_AFTER).timestamp()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;

@@ -35,8 +35,8 @@ use crate::domain::redemption::{
 use crate::domain::UserId;
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -275,7 +275,9 @@ fn batch_from_items(batch: &Item, codes: &[GeneratedCode]) -> Result<Batch, Erro
         batch_id: BatchId::parse(attr::get_s(batch, "batch_id")?)?,
         spec: BatchSpec {
             count,
-            prefix: attr::opt_s(batch, "prefix").map(Prefix::parse).transpose()?,
+            prefix: attr::opt_s(batch, "prefix")
+                .map(Prefix::parse)
+                .transpose()?,
             grant: grant_from_item(batch)?,
             max_uses: attr::get_i64(batch, "max_uses")?,
             expires_at: opt_time(batch, "expires_at")?,
@@ -763,8 +765,8 @@ impl DynamoStore {
         let batch_id = BatchId::parse(attr::get_s(stored, "batch_id")?)?;
         let codes = self.batch_plan(&batch_id).await?;
         let mut batch = batch_from_items(stored, &codes)?;
-        let written = usize::try_from(attr::get_i64(stored, "written")?)
-            .map_err(|_| corrupt("written"))?;
+        let written =
+            usize::try_from(attr::get_i64(stored, "written")?).map_err(|_| corrupt("written"))?;
         let codes = self
             .write_chunks(&batch_id, &batch, codes, written, fingerprint)
             .await?;
@@ -817,10 +819,7 @@ impl DynamoStore {
                 .expression_attribute_values(":new", attr::n(end))
                 .expression_attribute_values(":old", attr::n(written))
                 .expression_attribute_values(":fp", attr::s(fingerprint))
-                .expression_attribute_values(
-                    ":complete",
-                    AttributeValue::Bool(end == codes.len()),
-                )
+                .expression_attribute_values(":complete", AttributeValue::Bool(end == codes.len()))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
@@ -858,8 +857,7 @@ impl DynamoStore {
             failures += 1;
             if failures > backoff.max_attempts {
                 return Err(Error::StoreUnavailable(
-                    "the batch could not be completed; retry with the same Idempotency-Key"
-                        .into(),
+                    "the batch could not be completed; retry with the same Idempotency-Key".into(),
                 ));
             }
             match failure {
@@ -970,7 +968,9 @@ impl DynamoStore {
                         Ok(_) => Ok(super::txn::Attempt::Done(())),
                         Err(TxnFailure::Transient(_)) => Ok(super::txn::Attempt::Retry),
                         Err(TxnFailure::Cancelled(reasons))
-                            if reasons.first().is_some_and(CancelReason::is_condition_failed) =>
+                            if reasons
+                                .first()
+                                .is_some_and(CancelReason::is_condition_failed) =>
                         {
                             Err(Error::CodeNotFound)
                         }
@@ -1006,7 +1006,9 @@ impl DynamoStore {
             consistent: false,
         };
         if let Some(batch) = &filter.batch_id {
-            return self.list_page(codes_query(batch), page, code_from_item).await;
+            return self
+                .list_page(codes_query(batch), page, code_from_item)
+                .await;
         }
         let limit = usize::try_from(page.limit).unwrap_or(1).max(1);
         let mut walk = Walk::from_cursor(page.cursor.as_ref())?;
@@ -1205,7 +1207,7 @@ impl DynamoStore {
             .try_lock(&lock_name, REDEEM_LOCK_LEASE, clock.now())
             .await?
             .ok_or(Error::RedemptionInProgress)?;
-        let result = self.redeem_locked(&request, clock).await;
+        let result = self.redeem_unlocked(request, clock).await;
         self.unlock_quietly(&lock).await;
         result
     }
@@ -1216,9 +1218,13 @@ impl DynamoStore {
         }
     }
 
-    async fn redeem_locked(
+    /// [`DynamoStore::redeem`] without the lease lock. The transaction's
+    /// conditions alone keep every invariant (at most `max_uses`, once per user,
+    /// one ledger entry); the lock only turns a concurrent second attempt of the
+    /// same user into a clean 409 instead of a race those conditions settle.
+    pub async fn redeem_unlocked(
         &self,
-        request: &RedeemRequest<'_>,
+        request: RedeemRequest<'_>,
         clock: &Clock,
     ) -> Result<RedeemOutcome, Error> {
         let lease = match request.idempotency {
@@ -1234,7 +1240,7 @@ impl DynamoStore {
                 }
             }
         };
-        let result = self.redeem_once(request, lease.as_ref(), clock).await;
+        let result = self.redeem_once(&request, lease.as_ref(), clock).await;
         if let Err(err) = &result {
             if is_rejection(err) {
                 if let Err(e) = self.record_failed_attempt(request.user, clock.now()).await {
@@ -1268,8 +1274,7 @@ impl DynamoStore {
             }
         }
         Err(Error::Conflict(
-            "other redemptions of this user kept changing the same items; retry the request"
-                .into(),
+            "other redemptions of this user kept changing the same items; retry the request".into(),
         ))
     }
 
@@ -1402,7 +1407,11 @@ impl DynamoStore {
         lease: Option<&Lease>,
         now: DateTime<Utc>,
     ) -> Result<Option<RedeemOutcome>, Error> {
-        let failed = |i: usize| reasons.get(i).is_some_and(CancelReason::is_condition_failed);
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .is_some_and(CancelReason::is_condition_failed)
+        };
         if failed(index.code) {
             match reasons[index.code].item.as_ref() {
                 None => return Err(Error::CodeNotFound),
@@ -1660,7 +1669,12 @@ impl DynamoStore {
             .map_err(unavailable)?;
         out.items()
             .iter()
-            .map(|item| Ok((attr::get_i64(item, "minute")?, attr::get_i64(item, "count")?)))
+            .map(|item| {
+                Ok((
+                    attr::get_i64(item, "minute")?,
+                    attr::get_i64(item, "count")?,
+                ))
+            })
             .collect()
     }
 
