@@ -398,10 +398,14 @@ impl DynamoStore {
             if group.credits.is_some() {
                 // After the quota action: the account update, then the ledger put.
                 if failed(quota + 1) {
-                    // Another write moved the account on: read it again, after a
-                    // jittered pause, as a hot account loses many races.
+                    // Another write moved the account on: the failed condition
+                    // returned it (else read it again); retry after a jittered
+                    // pause, as a hot account loses many races.
                     progressed = true;
-                    account = None;
+                    account = reasons[quota + 1]
+                        .item
+                        .as_ref()
+                        .and_then(|item| account_from_all_old(group.user, item));
                     contended += 1;
                     if contended >= CREDIT_BACKOFF.max_attempts {
                         return Err(Error::Conflict(format!(
@@ -670,6 +674,24 @@ fn write_token(
     uuid::Uuid::new_v5(&TOKEN_NAMESPACE, text.as_bytes()).to_string()
 }
 
+/// The account in a failed condition's `ALL_OLD` item (layout of
+/// `store/credits.rs`); `None` when anything is off, and the caller reads it.
+fn account_from_all_old(user: &UserId, item: &Item) -> Option<Account> {
+    let int = |name: &str| attr::opt_i64(item, name).ok().flatten();
+    Some(Account {
+        user_id: user.clone(),
+        available: int("available")?,
+        total: int("total")?,
+        used: int("used")?,
+        seq: attr::opt_n(item, "seq")?.parse().ok()?,
+        updated_at: Some(
+            DateTime::parse_from_rfc3339(attr::opt_s(item, "updated_at")?)
+                .ok()?
+                .with_timezone(&Utc),
+        ),
+    })
+}
+
 /// The `consume` ledger change of a usage event: the entry's id and reference
 /// are the event id, so the ledger names the event that spent the credits.
 fn consume_change(event: &UsageEvent, credits: i64) -> Change {
@@ -689,6 +711,77 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_comes_back_from_a_failed_condition() {
+        let user = UserId::parse("alice").unwrap();
+        let mut item = Item::from([
+            ("available".to_string(), attr::n(-3)),
+            ("total".to_string(), attr::n(10)),
+            ("used".to_string(), attr::n(13)),
+            ("seq".to_string(), attr::n(4)),
+            (
+                "updated_at".to_string(),
+                attr::s("2026-11-21T10:00:00.000000Z"),
+            ),
+        ]);
+        let a = account_from_all_old(&user, &item).unwrap();
+        assert_eq!((a.available, a.total, a.used, a.seq), (-3, 10, 13, 4));
+        item.remove("seq");
+        assert!(account_from_all_old(&user, &item).is_none());
+    }
+
+    #[test]
+    fn write_tokens_fit_and_follow_the_content() {
+        use crate::domain::Platforms;
+        let now = "2026-11-21T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let parse = |id: &str, cost: &str| {
+            let body = format!(
+                r#"{{"event_id":"{id}","user_id":"u","platform":"openai","cost_usd":"{cost}","occurred_at":"2026-11-21T11:00:00Z"}}"#
+            );
+            UsageEvent::parse(&body, &Platforms::defaults(), now).unwrap()
+        };
+        let (a, b) = (parse("a", "1"), parse("b", "2"));
+        fn group<'a>(events: Vec<&'a UsageEvent>) -> Group<'a> {
+            Group {
+                user: &events[0].user_id,
+                platform: &events[0].platform,
+                fingerprints: events.iter().map(|e| e.fingerprint()).collect(),
+                credits: None,
+                events,
+            }
+        }
+        let ctx = IngestContext {
+            tz: Tz::UTC,
+            processed_at: now,
+            backoff: Backoff::default(),
+        };
+        let g = group(vec![&a, &b]);
+        let plan = UsagePlan::new(&[&a, &b], Tz::UTC, None).unwrap();
+        let token = |pending: &[usize], plan: &UsagePlan, attempt| {
+            write_token("t", &g, pending, plan, None, &ctx, attempt)
+        };
+        let first = token(&[0, 1], &plan, (1, 0));
+        assert_eq!(first.len(), 36);
+        // Deterministic: an SDK or redelivery resend of the same write matches.
+        assert_eq!(first, token(&[0, 1], &plan, (1, 0)));
+        // Anything else differs: another attempt, a dropped event, another plan.
+        assert_ne!(first, token(&[0, 1], &plan, (2, 0)));
+        assert_ne!(first, token(&[0, 1], &plan, (1, 1)));
+        assert_ne!(first, token(&[0], &plan, (1, 0)));
+        let restart = UsagePlan::new(&[&a, &b], Tz::UTC, Some(&[None; 3])).unwrap();
+        assert_ne!(first, token(&[0, 1], &restart, (1, 0)));
+        let b2 = parse("b", "2.5");
+        let g2 = group(vec![&a, &b2]);
+        assert_ne!(
+            first,
+            write_token("t", &g2, &[0, 1], &plan, None, &ctx, (1, 0))
+        );
+        assert_ne!(
+            first,
+            write_token("t2", &g, &[0, 1], &plan, None, &ctx, (1, 0))
+        );
+    }
 
     #[test]
     fn starts_read_from_an_item() {
