@@ -484,6 +484,8 @@ async fn bad_messages_fail_alone_and_good_ones_apply_once() {
 
 #[tokio::test]
 async fn sample_batch_fails_only_the_malformed_message() {
+    // The sample: four events (one with credits, one delivered twice with the
+    // payload spelled differently) and a malformed body.
     let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
     let res = env
         .invoke("usage-ingest", &sample_event("sqs-usage-batch.json"))
@@ -496,6 +498,7 @@ async fn sample_batch_fails_only_the_malformed_message() {
     assert_eq!(usage(&env, "alice", "anthropic").await, [usd("0.0125"); 3]);
     assert_eq!(usage(&env, "alice", "openai").await, [usd("0.5"); 3]);
     assert_eq!(usage(&env, "bob", "gemini").await, [usd("0.0000000001"); 3]);
+    assert_eq!(credit_account(&env, "alice").await["used"], 50);
 }
 
 #[tokio::test]
