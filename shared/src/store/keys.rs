@@ -13,6 +13,11 @@
 //! | redemption code        | `CODE#{CODE}`              | `CODE`                     |
 //! | code redemption        | `CODE#{CODE}`              | `REDEMPTION#{user_id}`     |
 //! | lease lock             | `LOCK#{name}`              | `LOCK`                     |
+//! | code batch             | `CODE_BATCH#{batch_id}`    | `BATCH`, `PLAN`            |
+//! | redemption counter     | `USER#{user_id}`           | `REDEMPTION_STATS`         |
+//! | failed redemptions     | `USER#{user_id}`           | `REDEEM_FAIL#{minute:012}` |
+//!
+//! Redemption items and their gsi1 keys: `store::redemption`.
 //!
 //! Attribute names `pk`, `sk`, `gsi1pk`, `gsi1sk` and the TTL attribute
 //! `expires_at_epoch` are defined in `infra/template.yaml`.
