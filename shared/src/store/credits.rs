@@ -425,9 +425,23 @@ impl DynamoStore {
                         return Err(CommitError::ExtraFailed(
                             reasons.into_iter().skip(head).collect(),
                         ));
-                    } else {
+                    } else if reasons.iter().all(|r| {
+                        matches!(
+                            r.code.as_deref(),
+                            None | Some(
+                                "TransactionConflict"
+                                    | "ThrottlingError"
+                                    | "ProvisionedThroughputExceeded"
+                            )
+                        )
+                    }) {
                         // Conflict with another transaction on one of the items.
                         None
+                    } else {
+                        // e.g. ValidationError: retrying cannot help.
+                        return Err(CommitError::Store(Error::StoreUnavailable(format!(
+                            "credit write cancelled: {reasons:?}"
+                        ))));
                     }
                 }
             };
