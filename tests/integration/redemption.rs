@@ -551,6 +551,64 @@ async fn status_filter_lists_active_disabled_expired_and_exhausted() {
         .assert_error(400, "invalid_request");
 }
 
+/// Pages every code of a list query, asserting no code appears twice.
+async fn page_all(env: &TestEnv, query: &str, limit: usize) -> Vec<String> {
+    let mut codes = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let mut path = format!("{CODES}?{query}&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let res = env.get(&path).as_admin().send().await;
+        res.assert_status(200);
+        let page = res.body["items"].as_array().unwrap();
+        assert!(page.len() <= limit);
+        codes.extend(page.iter().map(|c| c["code"].as_str().unwrap().to_string()));
+        match res.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => {
+                let unique: BTreeSet<&String> = codes.iter().collect();
+                assert_eq!(unique.len(), codes.len(), "repeated codes");
+                return codes;
+            }
+        }
+    }
+    panic!("cursor never ends");
+}
+
+#[tokio::test]
+async fn filtered_lists_page_without_gaps_or_repeats() {
+    let env = TestEnv::new().await;
+    let batch = create(&env, json!({"count": 30, "credits": 1, "max_uses": 2})).await;
+    let batch_id = batch["batch_id"].as_str().unwrap();
+    let codes: Vec<&str> = batch["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let disabled: Vec<String> = codes.iter().step_by(4).map(|c| c.to_string()).collect();
+    for code in &disabled {
+        env.patch(&format!("{CODES}/{code}"))
+            .as_admin()
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .assert_status(200);
+    }
+    assert_eq!(disabled.len(), 8);
+    for limit in [1, 3, 100] {
+        let listed = page_all(&env, &format!("batch_id={batch_id}&status=disabled"), limit).await;
+        assert_eq!(listed, disabled, "limit {limit}");
+        let listed = page_all(&env, "status=disabled", limit).await;
+        assert_eq!(listed, disabled, "all batches, limit {limit}");
+    }
+    let active = page_all(&env, &format!("batch_id={batch_id}&status=active"), 7).await;
+    assert_eq!(active.len(), 22);
+    assert!(active.iter().all(|c| !disabled.contains(c)));
+}
+
 #[tokio::test]
 async fn bad_admin_requests_are_400_and_users_are_403() {
     let env = TestEnv::new().await;

@@ -67,6 +67,8 @@ const REDEEM_BACKOFF: Backoff = Backoff {
 };
 /// DynamoDB requests one list page may spend walking batches and filters.
 const MAX_LIST_QUERIES: usize = 10;
+/// Items a filtered list evaluates per request.
+const FILTERED_READ: usize = 100;
 
 fn code_pk(key: &CodeKey) -> String {
     format!("CODE#{key}")
@@ -419,6 +421,19 @@ fn status_filter(status: CodeStatus, now: DateTime<Utc>) -> Filter {
     }
 }
 
+/// The primary (and, on gsi1, index) key of an item: where a list continues.
+fn item_key(item: &Item, on_index: bool) -> Item {
+    let names: &[&str] = if on_index {
+        &[keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK]
+    } else {
+        &[keys::PK, keys::SK]
+    };
+    names
+        .iter()
+        .filter_map(|n| Some((n.to_string(), item.get(*n)?.clone())))
+        .collect()
+}
+
 fn cursor_of(key: &Item) -> Cursor {
     Cursor(
         key.iter()
@@ -471,6 +486,14 @@ impl DynamoStore {
                 return Ok((items, start));
             }
             *budget -= 1;
+            // A filter drops items after `Limit` counted them: read a full page's
+            // worth per request and cut the surplus below.
+            let wanted = limit - items.len();
+            let evaluate = if q.filter.is_some() {
+                wanted.max(FILTERED_READ)
+            } else {
+                wanted
+            };
             let mut names = HashMap::from([("#p".to_string(), q.partition.0.to_string())]);
             let mut values = HashMap::from([(":p".to_string(), attr::s(&q.partition.1))]);
             let mut condition = "#p = :p".to_string();
@@ -486,7 +509,7 @@ impl DynamoStore {
                 .set_index_name(q.index.map(str::to_string))
                 .key_condition_expression(condition)
                 .scan_index_forward(!q.descending)
-                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+                .limit(i32::try_from(evaluate).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
             if q.consistent {
                 query = query.consistent_read(true);
@@ -504,7 +527,13 @@ impl DynamoStore {
                 .map_err(unavailable)?;
             items.extend(out.items().iter().cloned());
             start = out.last_evaluated_key().cloned();
-            if start.is_none() || items.len() >= limit {
+            if items.len() > limit {
+                // Continue right after the last item kept.
+                items.truncate(limit);
+                start = items.last().map(|last| item_key(last, q.index.is_some()));
+                return Ok((items, start));
+            }
+            if start.is_none() || items.len() == limit {
                 return Ok((items, start));
             }
         }
@@ -1262,6 +1291,9 @@ impl DynamoStore {
         lease: Option<&Lease>,
         clock: &Clock,
     ) -> Result<RedeemOutcome, Error> {
+        // Check, then act: a burst of concurrent failures can pass the check
+        // together and overshoot by the burst size. The window brakes guessing;
+        // it is not an invariant the store has to hold.
         let buckets = self.failed_attempts(request.user, clock.now()).await?;
         check_failed_attempts(&buckets, clock.now())?;
         for attempt in 1..=REDEEM_BACKOFF.max_attempts {
