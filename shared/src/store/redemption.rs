@@ -39,7 +39,7 @@ use aws_sdk_dynamodb::types::{
     Update,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
 const CODE_SK: &str = "CODE";
@@ -663,9 +663,15 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<CreatedBatch, Error> {
         let mut rng = rand::rngs::OsRng;
-        let mut codes: Vec<GeneratedCode> = (0..spec.count)
-            .map(|_| generate_code(spec.prefix.as_ref(), &mut rng))
-            .collect();
+        // Distinct within the batch: one transaction may not touch an item twice.
+        let mut seen = HashSet::new();
+        let mut codes: Vec<GeneratedCode> = Vec::with_capacity(spec.count);
+        while codes.len() < spec.count {
+            let code = generate_code(spec.prefix.as_ref(), &mut rng);
+            if seen.insert(code.key.clone()) {
+                codes.push(code);
+            }
+        }
         let audit = AuditEntry::new(
             actor,
             ADMIN_CREATE_REDEMPTION_CODES,
