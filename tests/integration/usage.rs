@@ -166,6 +166,7 @@ async fn ingest_concurrently(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_concurrent_events_sum_exactly_and_redelivery_changes_nothing() {
     let env = Arc::new(env_at("2026-11-20T12:00:00Z", "UTC").await);
+    set_limits(&env, "alice", "openai", [Some("100000"), None, Some("0")]).await;
     let mut rng = rand::thread_rng();
     let mut total = Usd::ZERO;
     let mut bodies = Vec::new();
@@ -198,6 +199,15 @@ async fn thousand_concurrent_events_sum_exactly_and_redelivery_changes_nothing()
     let failed = ingest_concurrently(&env, batches, 50).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(usage(&env, "alice", "openai").await, [total; 3]);
+    let c = check(&env, "alice", "openai").await;
+    let remaining = Usd::from_whole(100_000) - total;
+    assert_eq!(
+        c["windows"]["daily"]["remaining_usd"],
+        remaining.to_string(),
+        "{c}"
+    );
+    assert_eq!(c["windows"]["weekly"]["remaining_usd"], Value::Null, "{c}");
+    assert_eq!(c["reason"], "platform_disabled", "{c}");
     // Nothing leaked to other platforms or users.
     assert_eq!(usage(&env, "alice", "gemini").await, [Usd::ZERO; 3]);
     assert_eq!(usage(&env, "bob", "openai").await, [Usd::ZERO; 3]);
@@ -248,6 +258,11 @@ async fn hundred_thousand_tiny_events_sum_exactly() {
     );
     assert!(
         requests as usize <= count,
+        "{requests} requests for {count} events"
+    );
+    // Coalescing: one transaction per 99 events of a user and platform.
+    assert!(
+        requests as usize <= count / 50,
         "{requests} requests for {count} events"
     );
 }
@@ -862,4 +877,30 @@ async fn credit_events_cost_at_most_two_requests_each() {
     assert_eq!(requests, 11, "{report:?}");
     assert_eq!(credit_account(&env, "olga").await["available"], 1000 - 30);
     assert_eq!(usage(&env, "olga", "openai").await, [usd("3"); 3]);
+}
+
+#[tokio::test]
+async fn a_failed_message_without_id_is_never_dropped_silently() {
+    let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
+    let t = at("2026-11-21T11:00:00Z");
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        {"body": "{not json"},
+        {"messageId": "", "body": body("noid-1", "pat", "openai", "1", t)},
+        {"messageId": "m-ok", "body": body("noid-2", "pat", "openai", "2", t)},
+        {"messageId": "m-bad", "body": "{}"},
+    ]}))
+    .unwrap();
+    let outcome = env.gateway.functions().usage_ingest.process(event).await;
+    // Only real ids are named; the id-less failure makes the Lambda entry
+    // point fail the invocation, so SQS delivers the whole batch again.
+    let ids: Vec<&str> = outcome
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(ids, ["m-bad"]);
+    assert_eq!(outcome.unreportable, 1);
+    assert_eq!((outcome.report.applied, outcome.report.failed), (2, 2));
+    assert_eq!(usage(&env, "pat", "openai").await, [usd("3"); 3]);
 }
