@@ -1,16 +1,24 @@
 # spendguard - every developer and CI entry point.
-#   make run    local stack on 127.0.0.1:9000 (embedded DynamoDB-compatible engine)
-#   make test   unit + integration tests (in-process engine; see README for others)
+#   make run        local stack on 127.0.0.1:9000 (embedded DynamoDB-compatible engine)
+#   make test       unit + integration tests (in-process engine; see README for others)
+#   make ci         fmt-check, lint, cfn-lint, test (what .ci/run runs)
+#   make build      release Lambda artifacts: target/lambda/<function>/bootstrap
+#   make deploy     sam build && sam deploy --guided (see README, Deploy)
 
 SHELL := /bin/bash
 CARGO ?= cargo
+PYTHON ?= python3
 ROLE ?= user
 FN ?= quota
 EVENT ?= events/quota-get-my-quotas.json
 LOCAL_DATA ?= .local-data
-TOOLS := $(CURDIR)/.tools
 
-.PHONY: run reset token test ci fmt fmt-check lint watch invoke build deploy bench test-external
+# The Lambda functions: one package and binary each (infra/template.yaml).
+LAMBDA_FUNCTIONS := quota credits redemption usage-ingest
+TEMPLATE := infra/template.yaml
+
+.PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
+	tools .cargo-lambda .cfn-lint .sam bench test-external
 
 run:
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -35,19 +43,101 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-ci: fmt-check lint test
+ci: fmt-check cfn-lint lint test
 
-# --- cargo-lambda (only these targets need it; it compiles for ~15 minutes) ---
-CARGO_LAMBDA := $(shell command -v cargo-lambda 2>/dev/null)
+# --- Python tools, pinned, in a project-local virtualenv (.tools/, git-ignored) ---
+# Installed on first use from PyPI, so a fresh machine needs nothing by hand.
+# A pin change reinstalls (one stamp file per tool and version).
+TOOLS ?= $(CURDIR)/.tools
+VENV := $(TOOLS)/venv
+VENV_BIN := $(VENV)/bin
+CFN_LINT_VERSION := 1.58.0
+# Prebuilt cargo-lambda; brings the Zig toolchain (ziglang) it cross-links with.
+CARGO_LAMBDA_VERSION := 1.9.2
+AWS_SAM_CLI_VERSION := 1.170.0
+# Tools from the venv come first on PATH (cargo finds `cargo-lambda`, and
+# cargo-lambda finds Zig through the venv's python).
+WITH_TOOLS := PATH="$(VENV_BIN):$$PATH" SAM_CLI_TELEMETRY=0
 
-.cargo-lambda:
-ifeq ($(CARGO_LAMBDA),)
-	$(CARGO) install cargo-lambda --locked
-endif
+# `python3 -m venv` needs ensurepip; where a distribution ships Python without
+# it (Debian without python3-venv), make the venv without pip and install into
+# it with the interpreter's own pip (`pip --python`, pip >= 22.3).
+$(VENV_BIN)/python:
+	@mkdir -p "$(TOOLS)"
+	@$(PYTHON) -m venv "$(VENV)" 2>/dev/null || { \
+		echo "python3 -m venv without ensurepip: creating the venv without pip"; \
+		rm -rf "$(VENV)" && $(PYTHON) -m venv --without-pip "$(VENV)"; }
+
+# $(call pip_install,requirement)
+define pip_install
+	@if "$(VENV_BIN)/python" -m pip --version >/dev/null 2>&1; then \
+		"$(VENV_BIN)/python" -m pip install --quiet --disable-pip-version-check --no-input "$(1)"; \
+	else \
+		$(PYTHON) -m pip --python "$(VENV_BIN)/python" install --quiet --disable-pip-version-check --no-input "$(1)"; \
+	fi
+endef
+
+$(VENV)/.cfn-lint-$(CFN_LINT_VERSION): | $(VENV_BIN)/python
+	@echo "installing cfn-lint $(CFN_LINT_VERSION) into $(VENV)"
+	$(call pip_install,cfn-lint==$(CFN_LINT_VERSION))
+	@touch "$@"
+
+$(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): | $(VENV_BIN)/python
+	@echo "installing cargo-lambda $(CARGO_LAMBDA_VERSION) into $(VENV)"
+	$(call pip_install,cargo-lambda==$(CARGO_LAMBDA_VERSION))
+	@touch "$@"
+
+$(VENV)/.aws-sam-cli-$(AWS_SAM_CLI_VERSION): | $(VENV_BIN)/python
+	@echo "installing aws-sam-cli $(AWS_SAM_CLI_VERSION) into $(VENV)"
+	$(call pip_install,aws-sam-cli==$(AWS_SAM_CLI_VERSION))
+	@touch "$@"
+
+.cfn-lint: $(VENV)/.cfn-lint-$(CFN_LINT_VERSION)
+.cargo-lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+.sam: $(VENV)/.aws-sam-cli-$(AWS_SAM_CLI_VERSION)
+
+# Every tool of the project (deploy installs the SAM CLI on its own).
+tools: .cfn-lint .cargo-lambda
+
+cfn-lint: .cfn-lint
+	$(WITH_TOOLS) cfn-lint $(TEMPLATE)
+
+# --- Lambda artifacts (cargo-lambda) ---
+# LAMBDA_ARCH=arm64 (what the template deploys) or x86-64. Left empty, arm64
+# when the Rust target aarch64-unknown-linux-gnu is installed or rustup can add
+# it, else x86-64 with a warning (such artifacts run only on x86_64 functions).
+LAMBDA_ARCH ?=
+ARM64_TARGET := aarch64-unknown-linux-gnu
+
+build: .cargo-lambda
+	@arch="$(LAMBDA_ARCH)"; \
+	if [ -z "$$arch" ]; then \
+		if rustup target list --installed 2>/dev/null | grep -qx "$(ARM64_TARGET)" \
+			|| timeout 300 rustup target add "$(ARM64_TARGET)"; then arch=arm64; \
+		else arch=x86-64; \
+			echo "WARNING: Rust target $(ARM64_TARGET) unavailable: building x86_64 artifacts" >&2; \
+		fi; \
+	fi; \
+	echo "cargo lambda build --release --$$arch ($(LAMBDA_FUNCTIONS))"; \
+	$(WITH_TOOLS) nice $(CARGO) lambda build --release --locked --$$arch \
+		$(addprefix --package ,$(LAMBDA_FUNCTIONS))
+	@for fn in $(LAMBDA_FUNCTIONS); do \
+		test -x "target/lambda/$$fn/bootstrap" || { echo "no bootstrap for $$fn" >&2; exit 1; }; \
+		echo "target/lambda/$$fn/bootstrap: $$(file -b target/lambda/$$fn/bootstrap 2>/dev/null | cut -d, -f1-2)"; \
+	done
+
+# SAM builds each function with cargo-lambda itself (BuildMethod
+# rust-cargolambda, still a beta feature of the SAM CLI), then --guided asks
+# for the stack name, region and parameters and offers to save them to
+# samconfig.toml for the next `make deploy`.
+deploy: .sam .cargo-lambda
+	$(WITH_TOOLS) sam build --beta-features --template-file $(TEMPLATE)
+	$(WITH_TOOLS) sam deploy --guided --template-file .aws-sam/build/template.yaml \
+		--capabilities CAPABILITY_IAM
 
 watch: .cargo-lambda
-	cargo lambda watch
+	$(WITH_TOOLS) $(CARGO) lambda watch
 
 # make invoke FN=usage-ingest EVENT=events/sqs-usage-batch.json
 invoke: .cargo-lambda
-	cargo lambda invoke "$(FN)" --data-file "$(EVENT)"
+	$(WITH_TOOLS) $(CARGO) lambda invoke "$(FN)" --data-file "$(EVENT)"
