@@ -1,8 +1,9 @@
 //! The integration suite: one binary (one link), one module per capability.
 
-mod foundation;
 mod credits;
 mod credits_cli;
+mod foundation;
 mod quotas;
 mod redemption;
+mod template;
 mod usage;
