@@ -3,7 +3,8 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB` for another one).
 //!
 //! Run: `cargo bench -p spendguard-tests --bench ingest`.
-//! `SPENDGUARD_BENCH_SCALE=0.1` runs a tenth of the events (slow endpoints).
+//! `SPENDGUARD_BENCH_SCALE=0.1` runs a tenth of the events (slow endpoints);
+//! `SPENDGUARD_BENCH_ONLY=<text>` only the scenarios whose name contains it.
 //!
 //! Figures are ratios where they can be: DynamoDB requests and write units per
 //! event come from the store's request counter and `ConsumedCapacity`, so they
@@ -143,6 +144,10 @@ async fn run(scenario: &Scenario) -> Figures {
 }
 
 fn main() {
+    // `RUST_LOG=warn` shows why an event failed.
+    if std::env::var_os("RUST_LOG").is_some() {
+        spendguard_core::telemetry::init_pretty();
+    }
     let scale: f64 = std::env::var("SPENDGUARD_BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -233,8 +238,10 @@ fn main() {
         "{:<46} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "scenario", "messages", "requests", "req/msg", "msg/req", "WCU/msg", "msg/s", "vs single"
     );
+    // `SPENDGUARD_BENCH_ONLY=credits` runs the scenarios whose name contains it.
+    let only = std::env::var("SPENDGUARD_BENCH_ONLY").unwrap_or_default();
     let mut baseline: Option<f64> = None;
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| s.name.contains(only.as_str())) {
         let f = runtime.block_on(run(s));
         let per = f.requests as f64 / f.deliveries as f64;
         let rate = f.deliveries as f64 / f.seconds;

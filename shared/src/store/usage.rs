@@ -53,6 +53,9 @@ const USER_CONCURRENCY: usize = 8;
 /// Re-plans after a failed quota condition: each one means the stored window
 /// starts moved on (a rollover by another writer), which happens rarely.
 const MAX_REPLANS: u32 = 12;
+/// Retries after a lost race on the credit account that use the account the
+/// failed condition returned, before pausing and reading it fresh.
+const IMMEDIATE_ACCOUNT_RETRIES: u32 = 2;
 /// Namespace of the write tokens (a fixed random UUID).
 const TOKEN_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1c_2b7e_93a4_4d0e_b5a2_5c0e_8f17_d3a9);
@@ -398,14 +401,11 @@ impl DynamoStore {
             if group.credits.is_some() {
                 // After the quota action: the account update, then the ledger put.
                 if failed(quota + 1) {
-                    // Another write moved the account on: the failed condition
-                    // returned it (else read it again); retry after a jittered
-                    // pause, as a hot account loses many races.
+                    // Another write moved the account on. The failed condition
+                    // returned it: retry at once with it. A hot account loses
+                    // repeatedly; then pause (jittered) and read it fresh, as
+                    // the returned state is stale once others wrote meanwhile.
                     progressed = true;
-                    account = reasons[quota + 1]
-                        .item
-                        .as_ref()
-                        .and_then(|item| account_from_all_old(group.user, item));
                     contended += 1;
                     if contended >= CREDIT_BACKOFF.max_attempts {
                         return Err(Error::Conflict(format!(
@@ -413,7 +413,15 @@ impl DynamoStore {
                             group.user
                         )));
                     }
-                    tokio::time::sleep(CREDIT_BACKOFF.delay(contended)).await;
+                    account = None;
+                    if contended <= IMMEDIATE_ACCOUNT_RETRIES {
+                        account = reasons[quota + 1]
+                            .item
+                            .as_ref()
+                            .and_then(|item| account_from_all_old(group.user, item));
+                    } else {
+                        tokio::time::sleep(CREDIT_BACKOFF.delay(contended)).await;
+                    }
                 } else if failed(quota + 2) {
                     return Err(Error::Internal(format!(
                         "a ledger entry of {} exists past the account's seq",
