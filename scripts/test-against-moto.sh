@@ -13,7 +13,15 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
 fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >.tools/moto.log 2>&1 &
+# moto's own server handles requests on threads and does not isolate one
+# TransactWriteItems from another; DynamoDB does. Serving one request at a time
+# gives moto the isolation the conditions rely on.
+"$VENV/bin/python" - "$PORT" >.tools/moto.log 2>&1 <<'PY' &
+import sys
+from werkzeug.serving import run_simple
+from moto.server import DomainDispatcherApplication, create_backend_app
+run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)
+PY
 MOTO_PID=$!
 trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
@@ -21,5 +29,5 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-echo "integration suite against moto on http://127.0.0.1:$PORT"
+echo "integration suite against moto (one request at a time) on http://127.0.0.1:$PORT"
 SPENDGUARD_TEST_ENDPOINT="http://127.0.0.1:$PORT" cargo test -p spendguard-tests --locked -- "$@"
