@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 use spendguard_core::{Clock, Config, Deps, DynamoStore};
 use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, GatewayRequest};
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 pub use spendguard_local::jwt::Role;
@@ -155,6 +156,35 @@ impl TestEnv {
 
     pub fn patch(&self, path: &str) -> TestRequest<'_> {
         self.request("PATCH", path)
+    }
+
+    /// Every item of this test's table by `(pk, sk)`, each rendered canonically:
+    /// two snapshots are equal exactly when the table is byte-for-byte unchanged.
+    pub async fn table_snapshot(&self) -> BTreeMap<(String, String), String> {
+        let mut all = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .store
+                .client()
+                .scan()
+                .table_name(self.store.table())
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in out.items() {
+                let key = |k: &str| item[k].as_s().expect("string key").clone();
+                let sorted: BTreeMap<_, _> =
+                    item.iter().map(|(k, v)| (k, format!("{v:?}"))).collect();
+                all.insert((key("pk"), key("sk")), format!("{sorted:?}"));
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return all;
+            }
+        }
     }
 
     /// Invokes a function through the Lambda Invoke API with a raw event.

@@ -100,33 +100,6 @@ async fn items(env: &TestEnv, user: &str, path: &str) -> Vec<Value> {
     res.body["items"].as_array().unwrap().clone()
 }
 
-/// Every item of the test's table by key, for "nothing else was written".
-async fn scan_table(env: &TestEnv) -> BTreeMap<(String, String), String> {
-    let mut all = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let out = env
-            .store
-            .client()
-            .scan()
-            .table_name(env.store.table())
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for item in out.items() {
-            let key = |k: &str| item[k].as_s().unwrap().clone();
-            let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k, format!("{v:?}"))).collect();
-            all.insert((key("pk"), key("sk")), format!("{sorted:?}"));
-        }
-        start = out.last_evaluated_key().cloned();
-        if start.is_none() {
-            return all;
-        }
-    }
-}
-
 /// The keys that differ between two scans.
 fn changed_keys(
     before: &BTreeMap<(String, String), String>,
@@ -857,11 +830,11 @@ async fn each_refusal_has_its_contract_code_and_writes_nothing_else() {
         (&seed, 409, "already_redeemed"),
     ];
     for (code, status, error) in cases {
-        let before = scan_table(&env).await;
+        let before = env.table_snapshot().await;
         redeem(&env, "alice", code)
             .await
             .assert_error(status, error);
-        let after = scan_table(&env).await;
+        let after = env.table_snapshot().await;
         assert_only_failure_counter_changed(&before, &after, "alice");
     }
     assert_eq!(balance(&env, "alice").await, 7);
@@ -873,7 +846,7 @@ async fn each_refusal_has_its_contract_code_and_writes_nothing_else() {
     assert_eq!(items(&env, "alice", REDEEM).await.len(), 1);
 
     // A code outside the id alphabet is a 400, not a lookup (and not counted).
-    let before = scan_table(&env).await;
+    let before = env.table_snapshot().await;
     for bad in ["has space", "a/b", ""] {
         redeem(&env, "alice", bad)
             .await
@@ -887,7 +860,7 @@ async fn each_refusal_has_its_contract_code_and_writes_nothing_else() {
             .await
             .assert_error(400, "invalid_request");
     }
-    assert!(changed_keys(&before, &scan_table(&env).await).is_empty());
+    assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
 }
 
 #[tokio::test]
@@ -903,13 +876,13 @@ async fn more_than_twenty_failures_an_hour_are_refused_with_429() {
     }
     // The 21st attempt is refused before it touches the code, even a good one.
     env.clock.set(start + Duration::minutes(15));
-    let before = scan_table(&env).await;
+    let before = env.table_snapshot().await;
     let res = redeem(&env, "mallory", &good).await;
     res.assert_error(429, "too_many_failed_attempts");
     // The first failure (at minute 0) leaves the window at minute 60.
     assert_eq!(res.body["error"]["retry_after_seconds"], 45 * 60);
     assert_eq!(res.headers["retry-after"], "2700");
-    assert!(changed_keys(&before, &scan_table(&env).await).is_empty());
+    assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
     assert_eq!(used_count(&env, &good).await, 0);
     assert_eq!(balance(&env, "mallory").await, 0);
     // Other users are not affected.
@@ -934,11 +907,11 @@ async fn a_live_lock_answers_in_progress_and_a_stale_one_is_taken_over() {
         .await
         .unwrap()
         .expect("free");
-    let before = scan_table(&env).await;
+    let before = env.table_snapshot().await;
     redeem(&env, "dave", &code)
         .await
         .assert_error(409, "redemption_in_progress");
-    assert!(changed_keys(&before, &scan_table(&env).await).is_empty());
+    assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
     // Other users and other codes are not blocked.
     redeem(&env, "erin", &code).await.assert_status(201);
     // The holder died: after its lease, the lock is taken over.

@@ -1,8 +1,6 @@
 //! Identifiers: 1–128 chars of `[A-Za-z0-9._:@-]`.
 
 use crate::error::Error;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
 pub const MAX_ID_LEN: usize = 128;
 
@@ -22,17 +20,18 @@ pub fn validate_id(what: &str, text: &str) -> Result<(), Error> {
     }
 }
 
-/// Declares a validated string id newtype.
+/// Declares a validated string id newtype (the contract's id alphabet), parsed
+/// at the edge; a bad value inside a JSON body keeps the `invalid_id` code.
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
-            pub fn parse(text: &str) -> Result<Self, Error> {
-                validate_id($what, text)?;
+            pub fn parse(text: &str) -> Result<Self, $crate::error::Error> {
+                $crate::domain::validate_id($what, text)?;
                 Ok(Self(text.to_string()))
             }
 
@@ -41,21 +40,22 @@ macro_rules! id_newtype {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
+        impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
+                let s = <String as serde::Deserialize>::deserialize(d)?;
                 Self::parse(&s)
                     .map_err(|e| serde::de::Error::custom(format!("invalid_id: {e}")))
             }
         }
     };
 }
+pub(crate) use id_newtype;
 
 id_newtype!(
     /// The caller's or target's user id (the JWT `sub`).

@@ -7,6 +7,7 @@
 //! its *key*: upper case, separators removed, and the look-alikes `I L` → `1`,
 //! `O` → `0` folded, so `abcd-efgh...` and `ABCDEFGH...` find the same code.
 
+use super::ids::id_newtype;
 use super::{validate_id, UserId};
 use crate::error::Error;
 use chrono::{DateTime, Months, SecondsFormat, TimeDelta, Utc};
@@ -133,46 +134,12 @@ impl Prefix {
     }
 }
 
-/// A validated id for plans and batches (the contract's id alphabet).
-macro_rules! plain_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn parse(text: &str) -> Result<Self, Error> {
-                validate_id($what, text)?;
-                Ok(Self(text.to_string()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(|e| serde::de::Error::custom(format!("invalid_id: {e}")))
-            }
-        }
-    };
-}
-
-plain_id!(
+id_newtype!(
     /// The plan a subscription grant extends.
     PlanId,
     "plan_id"
 );
-plain_id!(
+id_newtype!(
     /// One batch of generated codes.
     BatchId,
     "batch_id"

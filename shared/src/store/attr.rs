@@ -1,6 +1,7 @@
 //! Mapping between domain values and DynamoDB attributes, by hand: money is
 //! written and read as `N` decimal text, never through a float.
 
+use crate::api::Cursor;
 use crate::domain::Usd;
 use crate::error::Error;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -62,4 +63,18 @@ pub fn opt_usd(item: &Item, name: &str) -> Result<Option<Usd>, Error> {
 
 pub fn get_bool(item: &Item, name: &str) -> Option<bool> {
     item.get(name).and_then(|v| v.as_bool().ok()).copied()
+}
+
+/// A list cursor from a query's `LastEvaluatedKey` (every key attribute is a string).
+pub fn cursor_of(key: &Item) -> Cursor {
+    Cursor(
+        key.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+            .collect(),
+    )
+}
+
+/// The `ExclusiveStartKey` a cursor stands for.
+pub fn start_key(cursor: &Cursor) -> Item {
+    cursor.0.iter().map(|(k, v)| (k.clone(), s(v))).collect()
 }

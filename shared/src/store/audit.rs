@@ -4,7 +4,7 @@
 
 use super::attr::{self, Item};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Cursor, Page, PageRequest};
+use crate::api::{Page, PageRequest};
 use crate::domain::audit::AuditEntry;
 use crate::domain::UserId;
 use crate::error::Error;
@@ -91,13 +91,7 @@ impl AuditStore for DynamoStore {
                 .expression_attribute_values(":action", attr::s(action));
         }
         if let Some(cursor) = &page.cursor {
-            query = query.set_exclusive_start_key(Some(
-                cursor
-                    .0
-                    .iter()
-                    .map(|(k, v)| (k.clone(), attr::s(v)))
-                    .collect(),
-            ));
+            query = query.set_exclusive_start_key(Some(attr::start_key(cursor)));
         }
         let out = query.send().await.map_err(unavailable)?;
         let items = out
@@ -105,13 +99,7 @@ impl AuditStore for DynamoStore {
             .iter()
             .map(audit_from_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = out.last_evaluated_key().map(|key| {
-            Cursor(
-                key.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
-                    .collect(),
-            )
-        });
+        let next = out.last_evaluated_key().map(attr::cursor_of);
         Ok(Page::new(items, next))
     }
 }

@@ -238,13 +238,7 @@ impl CreditStore for DynamoStore {
                     "cursor is not one this list returned".into(),
                 ));
             }
-            query = query.set_exclusive_start_key(Some(
-                cursor
-                    .0
-                    .iter()
-                    .map(|(k, v)| (k.clone(), attr::s(v)))
-                    .collect(),
-            ));
+            query = query.set_exclusive_start_key(Some(attr::start_key(cursor)));
         }
         let out = query.send().await.map_err(unavailable)?;
         let mut items = out
@@ -266,13 +260,7 @@ impl CreditStore for DynamoStore {
             })
         } else {
             // A response cut short by size still says where to go on.
-            out.last_evaluated_key().map(|key| {
-                Cursor(
-                    key.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
-                        .collect(),
-                )
-            })
+            out.last_evaluated_key().map(attr::cursor_of)
         };
         Ok(Page::new(items, next))
     }

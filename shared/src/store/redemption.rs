@@ -434,14 +434,6 @@ fn item_key(item: &Item, on_index: bool) -> Item {
         .collect()
 }
 
-fn cursor_of(key: &Item) -> Cursor {
-    Cursor(
-        key.iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
-            .collect(),
-    )
-}
-
 fn bad_cursor() -> Error {
     Error::InvalidRequest("cursor is not one this list returned".into())
 }
@@ -555,7 +547,7 @@ impl DynamoStore {
         let mut budget = MAX_LIST_QUERIES;
         let (items, next) = self.query_items(&q, limit, start, &mut budget).await?;
         let items = items.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::new(items, next.as_ref().map(cursor_of)))
+        Ok(Page::new(items, next.as_ref().map(attr::cursor_of)))
     }
 }
 
@@ -623,7 +615,10 @@ impl Walk {
             Walk::Start => None,
             Walk::After(sort) => Some(Cursor([(WALK_AFTER.to_string(), sort.clone())].into())),
             Walk::Within { sort, batch, from } => {
-                let mut map = from.as_ref().map(|f| cursor_of(f).0).unwrap_or_default();
+                let mut map = from
+                    .as_ref()
+                    .map(|f| attr::cursor_of(f).0)
+                    .unwrap_or_default();
                 map.insert(WALK_BATCH.into(), sort.clone());
                 map.insert(WALK_BATCH_ID.into(), batch.to_string());
                 Some(Cursor(map))
