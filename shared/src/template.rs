@@ -2,7 +2,12 @@
 //! the local stack and the tests create tables and route requests from it, so
 //! nothing can drift from what AWS deploys.
 
-use serde_yaml_ng::Value;
+pub use serde_yaml_ng::Value;
+
+/// Parses any YAML document (tests compare `docs/openapi.yaml` with the template).
+pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    serde_yaml_ng::from_str(text).map_err(|e| format!("yaml: {e}"))
+}
 
 /// The SAM template, compiled in.
 pub const TEMPLATE_YAML: &str = include_str!("../../infra/template.yaml");

@@ -4,7 +4,8 @@
 //! - a DynamoDB action a function's code calls is not allowed to that function
 //!   on the table (or its indexes), or a granted action is no longer used,
 //! - an environment variable the code reads is not set for a function,
-//! - the table's keys, index or TTL attribute differ from the store's.
+//! - the table's keys, index or TTL attribute differ from the store's,
+//! - the HTTP API routes differ from those `docs/openapi.yaml` documents.
 //!
 //! What the code uses is derived from the source, not from a hand-kept list:
 //! [`source`] tokenises `shared/src` and `functions/*/src`, finds every fn, the
@@ -16,7 +17,7 @@
 
 use spendguard_core::config::{ENV_TABLE, ENV_VARS};
 use spendguard_core::store::keys;
-use spendguard_core::template::{FunctionSpec, ResourceRef, TableSpec, Template};
+use spendguard_core::template::{parse_yaml, FunctionSpec, ResourceRef, TableSpec, Template};
 use spendguard_tests::TestEnv;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -132,6 +133,41 @@ fn routes_the_code_serves_are_exactly_the_template_routes() {
         }
     }
     assert!(problems.is_empty(), "routes:\n  {}", problems.join("\n  "));
+}
+
+/// The project's contract document names the same routes as the template.
+#[test]
+fn template_routes_are_the_documented_http_api() {
+    let path = repo_root().join("docs/openapi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = parse_yaml(&text).expect("docs/openapi.yaml is YAML");
+    let methods = ["get", "put", "post", "delete", "patch", "head", "options"];
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_mapping()
+        .expect("openapi paths")
+        .iter()
+        .filter_map(|(p, item)| Some((p.as_str()?, item.as_mapping()?)))
+        // The Lambda Invoke API is the local stack's stand-in for the Lambda
+        // service, not a route of the HTTP API.
+        .filter(|(p, _)| !p.starts_with("/2015-03-31/"))
+        .flat_map(|(p, item)| {
+            item.keys()
+                .filter_map(|m| m.as_str())
+                .filter(|m| methods.contains(m))
+                .map(move |m| format!("{} {p}", m.to_ascii_uppercase()))
+        })
+        .collect();
+    let deployed: BTreeSet<String> = Template::bundled()
+        .routes()
+        .iter()
+        .map(|r| r.route_key())
+        .collect();
+    let undeployed: Vec<_> = documented.difference(&deployed).collect();
+    let undocumented: Vec<_> = deployed.difference(&documented).collect();
+    assert!(
+        undeployed.is_empty() && undocumented.is_empty(),
+        "documented but not in the template: {undeployed:?}; in the template but not documented: {undocumented:?}"
+    );
 }
 
 /// The same, at run time: every template route, sent through the gateway to
