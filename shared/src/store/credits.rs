@@ -30,6 +30,8 @@ use crate::domain::credits::{
 };
 use crate::domain::UserId;
 use crate::error::Error;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -179,6 +181,13 @@ fn ledger_from_item(item: &Item) -> Result<LedgerEntry, Error> {
         reference: attr::opt_s(item, "reference").map(str::to_string),
         created_at: parse_time(item, "created_at")?,
     })
+}
+
+fn is_in_progress(err: &SdkError<TransactWriteItemsError>) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(TransactWriteItemsError::TransactionInProgressException(_))
+    )
 }
 
 /// The condition "the account is still as it was read".
@@ -376,14 +385,16 @@ impl DynamoStore {
                 ),
             };
             actions.extend(txn.extra);
-            let sent = self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await;
+            let sent = self.send_settled(actions, backoff).await;
             let failure = match sent {
                 Ok(_) => return Ok(txn.output),
+                Err(e) if is_in_progress(&e) => {
+                    return Err(CommitError::Store(Error::StoreUnavailable(
+                        "the credit write is still in progress and its outcome unknown; \
+                         retry the request (with the same Idempotency-Key)"
+                            .into(),
+                    )))
+                }
                 Err(e) => TxnFailure::from_sdk(e),
             };
             let fresh = match failure {
@@ -455,6 +466,41 @@ impl DynamoStore {
         Err(CommitError::Store(Error::Conflict(format!(
             "the credit account of {user} is busy; retry the request"
         ))))
+    }
+
+    /// Sends one planned transaction under one `ClientRequestToken` until its
+    /// outcome is known. `TransactionInProgressException` means DynamoDB is
+    /// still executing an earlier send of this very request (the SDK resent it
+    /// after a timeout, and its own retries ran out): that send may yet commit.
+    /// Re-reading and re-planning then could apply the change a second time
+    /// (e.g. an adjustment without Idempotency-Key has no other fence), so the
+    /// identical request is resent with the same token instead, which DynamoDB
+    /// answers with the first send's outcome once it settled. If it never
+    /// settles within the backoff, the outcome is unknown: reported, not retried.
+    async fn send_settled(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        backoff: &Backoff,
+    ) -> Result<(), SdkError<TransactWriteItemsError>> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(actions.clone()))
+                .client_request_token(&token)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if is_in_progress(&e) && attempt + 1 < backoff.max_attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff.delay(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Reads the account and plans an adjustment against it (modes `dry_run`
@@ -579,5 +625,99 @@ impl DynamoStore {
             }
         }
         Err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake;
+    use super::*;
+    use crate::domain::credits::Change;
+
+    /// `TransactionInProgressException` answers a resend (same token) of a
+    /// transaction DynamoDB is still executing, e.g. after a timeout: the first
+    /// send may yet commit. Re-planning on a fresh read then could apply the
+    /// change twice (an adjustment without Idempotency-Key has no other fence);
+    /// the same request with the same token must be resent until it settles.
+    #[tokio::test]
+    async fn a_transaction_in_progress_is_resent_unchanged_not_replanned() {
+        let account_after_first = r#"{"Item":{"pk":{"S":"USER#alice"},"sk":{"S":"CREDITS"},
+            "available":{"N":"5"},"total":{"N":"5"},"used":{"N":"0"},"seq":{"N":"1"},
+            "updated_at":{"S":"2026-01-01T00:00:00.000000Z"}}}"#;
+        let (url, log) = fake::serve(Box::new(move |op, nth| match (op, nth) {
+            ("GetItem", 0) => (200, "{}".into()),
+            // Had the first send committed meanwhile, a fresh read shows it.
+            ("GetItem", _) => (200, account_after_first.into()),
+            // The SDK resends on its own (as throttling) and gives up after its
+            // attempts: the error reaches the store while the outcome is open.
+            ("TransactWriteItems", n) if n < 3 => {
+                (400, fake::error("TransactionInProgressException"))
+            }
+            ("TransactWriteItems", _) => (200, "{}".into()),
+            _ => (400, fake::error("ValidationException")),
+        }));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let user = UserId::parse("alice").unwrap();
+        let backoff = Backoff {
+            max_attempts: 5,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let now = Utc::now();
+        let granted = store
+            .commit_credits(&user, &backoff, |account| {
+                let applied = account.apply(&Change::grant(5, "c", "d"), now)?;
+                Ok(CreditTxn {
+                    output: applied.after.available,
+                    applied: Some(applied),
+                    extra: Vec::new(),
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(granted, 5);
+        let log = log.lock().unwrap().clone();
+        let ops: Vec<&str> = log.iter().map(|s| s.operation.as_str()).collect();
+        assert_eq!(
+            ops.iter().filter(|op| **op == "GetItem").count(),
+            1,
+            "no re-read and re-plan while the first send may still commit: {ops:?}"
+        );
+        assert_eq!(ops.len(), 5, "{ops:?}");
+        let first = &log[1].body;
+        for sent in &log[2..] {
+            assert_eq!(&sent.body, first, "the very same request, token included");
+        }
+        let token = first["ClientRequestToken"].as_str().unwrap_or_default();
+        assert!(!token.is_empty() && token.len() <= 36, "{token:?}");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_never_settles_is_reported_not_replanned() {
+        let (url, log) = fake::serve(Box::new(|op, _| match op {
+            "GetItem" => (200, "{}".into()),
+            _ => (400, fake::error("TransactionInProgressException")),
+        }));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let user = UserId::parse("alice").unwrap();
+        let backoff = Backoff {
+            max_attempts: 1,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let now = Utc::now();
+        let err = store
+            .commit_credits(&user, &backoff, |account| {
+                Ok(CreditTxn {
+                    applied: Some(account.apply(&Change::grant(5, "c", "d"), now)?),
+                    extra: Vec::new(),
+                    output: (),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(Error::from(err).code(), "store_unavailable");
+        let log = log.lock().unwrap();
+        assert_eq!(log.iter().filter(|s| s.operation == "GetItem").count(), 1);
     }
 }

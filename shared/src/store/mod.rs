@@ -5,6 +5,8 @@
 pub mod attr;
 pub mod audit;
 pub mod credits;
+#[cfg(test)]
+mod fake;
 pub mod idempotency;
 pub mod keys;
 pub mod lock;
