@@ -109,9 +109,11 @@ impl Gateway {
 
     fn claims(&self, headers: &HeaderMap) -> Option<HashMap<String, String>> {
         let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))?;
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let (scheme, token) = value.trim_start().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
         jwt::verify(&self.secret, token.trim(), chrono::Utc::now().timestamp())
     }
 

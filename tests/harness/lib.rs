@@ -124,6 +124,16 @@ impl TestEnv {
         jwt::issue(TEST_SECRET, user, role, 3600)
     }
 
+    /// A token carrying exactly `claims` (plus `exp` if absent), signed like
+    /// [`TestEnv::token`]: for claim shapes other identity providers send.
+    pub fn token_with_claims(&self, claims: &Value) -> String {
+        let mut claims = claims.clone();
+        if claims.get("exp").is_none() {
+            claims["exp"] = Value::from(chrono::Utc::now().timestamp() + 3600);
+        }
+        jwt::sign(TEST_SECRET, &claims)
+    }
+
     pub fn request(&self, method: &str, path: &str) -> TestRequest<'_> {
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),

@@ -132,3 +132,86 @@ async fn local_stack_serves_real_http() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn service_scope_is_recognised_in_every_list_form() {
+    let env = TestEnv::new().await;
+    let check = |token: String| {
+        let env = &env;
+        async move {
+            env.post("/v1/quota/check")
+                .bearer(&token)
+                .json(&json!({"user_id": "alice", "platform": "openai"}))
+                .send()
+                .await
+        }
+    };
+    // API Gateway renders an array claim as `[a b]`; IdPs send the scope as a
+    // space-separated string, some as an array.
+    for scope in [
+        json!("spendguard/service"),
+        json!("openid spendguard/service"),
+        json!(["spendguard/service"]),
+        json!(["openid", "spendguard/service"]),
+        json!("[\"openid\",\"spendguard/service\"]"),
+    ] {
+        let token = env.token_with_claims(&json!({"sub": "gw-1", "scope": scope}));
+        let res = check(token).await;
+        assert_eq!(res.status, 200, "scope {scope}: {}", res.text);
+    }
+    for scope in [
+        json!("spendguard/service2"),
+        json!(["spendguard"]),
+        json!(""),
+    ] {
+        let token = env.token_with_claims(&json!({"sub": "gw-1", "scope": scope}));
+        check(token).await.assert_error(403, "forbidden");
+    }
+}
+
+#[tokio::test]
+async fn cognito_groups_in_every_documented_form() {
+    let env = TestEnv::new().await;
+    for groups in [
+        json!("admin"),
+        json!("[admin other]"),
+        json!("admin,other"),
+        json!("[\"other\",\"admin\"]"),
+        json!(["other", "admin"]),
+    ] {
+        let token = env.token_with_claims(&json!({"sub": "root", "cognito:groups": groups}));
+        let res = env
+            .get("/v1/admin/quota-defaults")
+            .bearer(&token)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "groups {groups}: {}", res.text);
+    }
+    for groups in [json!("administrators"), json!(["Admin"]), json!("")] {
+        let token = env.token_with_claims(&json!({"sub": "root", "cognito:groups": groups}));
+        env.get("/v1/admin/quota-defaults")
+            .bearer(&token)
+            .send()
+            .await
+            .assert_error(403, "forbidden");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let env = TestEnv::new().await;
+    let token = env.token("alice", Role::User);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let res = env
+            .get("/v1/me/quotas")
+            .header("authorization", &format!("{scheme} {token}"))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{scheme}: {}", res.text);
+    }
+    env.get("/v1/me/quotas")
+        .header("authorization", &format!("Basic {token}"))
+        .send()
+        .await
+        .assert_error(401, "unauthorized");
+}

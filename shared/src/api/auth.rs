@@ -52,9 +52,11 @@ impl Caller {
         let is_admin = claims
             .get("cognito:groups")
             .is_some_and(|g| parse_groups(g).iter().any(|g| g == ADMIN_GROUP));
+        // `scope` is space-separated (RFC 8693); API Gateway renders an array
+        // claim (`scp`-style IdPs) as `[a b]`: accept every list form of groups.
         let is_service = claims
             .get("scope")
-            .is_some_and(|s| s.split_whitespace().any(|s| s == SERVICE_SCOPE));
+            .is_some_and(|s| parse_groups(s).iter().any(|s| s == SERVICE_SCOPE));
         if subject.is_none() && !is_service {
             return Err(Error::Unauthorized);
         }
@@ -111,8 +113,8 @@ impl From<&Caller> for crate::domain::audit::Actor {
     }
 }
 
-/// `cognito:groups` arrives as a string: `admin`, `[admin other]`, `admin,other`
-/// or a JSON array string.
+/// `cognito:groups` (and an array `scope`) arrives as a string: `admin`,
+/// `[admin other]`, `admin,other` or a JSON array string.
 fn parse_groups(text: &str) -> Vec<String> {
     let t = text.trim();
     if let Ok(list) = serde_json::from_str::<Vec<String>>(t) {
