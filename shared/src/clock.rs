@@ -1,4 +1,4 @@
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use std::sync::{Arc, Mutex};
 
 /// Source of "now". Domain rules take `now` as an argument; handlers ask the clock,
@@ -22,9 +22,12 @@ impl Clock {
         Self(ClockKind::Manual(Arc::new(Mutex::new(at))))
     }
 
+    /// The system clock is cut to whole microseconds, the precision every stored
+    /// timestamp keeps, so a response written from `now` says exactly what a later
+    /// read (or an Idempotency-Key replay) of the stored item says.
     pub fn now(&self) -> DateTime<Utc> {
         match &self.0 {
-            ClockKind::System => Utc::now(),
+            ClockKind::System => Utc::now().trunc_subsecs(6),
             ClockKind::Manual(at) => *at.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }

@@ -860,3 +860,129 @@ async fn sample_events_invoke_the_credits_function() {
     assert_eq!(body["mode"], "dry_run");
     assert_eq!(body["previous"], 1000);
 }
+
+/// Every page of an audit query at `limit`; the last page is the first whose
+/// `next_cursor` is null.
+async fn audit_pages(env: &TestEnv, query: &str, limit: usize) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let mut path = format!("/v1/admin/audit?{query}&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let res = env.get(&path).as_admin().send().await;
+        res.assert_status(200);
+        out.push(res.body["items"].as_array().unwrap().clone());
+        match &res.body["next_cursor"] {
+            Value::String(c) => cursor = Some(c.clone()),
+            Value::Null => return out,
+            other => panic!("next_cursor {other}"),
+        }
+    }
+    panic!("the audit cursor never ends");
+}
+
+#[tokio::test]
+async fn audit_pages_are_full_and_the_last_says_next_cursor_null() {
+    let env = TestEnv::new().await;
+    // 3 adjustments of alice between 4 quota writes of bob, newest first:
+    // the action filter must fill its pages across the entries it skips.
+    for i in 0..4 {
+        env.put("/v1/admin/users/bob/quotas")
+            .as_admin()
+            .json(&json!({"quotas": []}))
+            .send()
+            .await
+            .assert_status(200);
+        if i < 3 {
+            adjust(&env, "alice", json!({"delta": 1, "reason": "r"}))
+                .await
+                .assert_status(200);
+        }
+    }
+    for (query, total) in [
+        ("", 7),
+        ("action=ADMIN_ADJUST_CREDITS", 3),
+        ("user_id=alice", 3),
+        ("user_id=bob&action=ADMIN_REPLACE_USER_QUOTAS", 4),
+    ] {
+        let one_page = audit_pages(&env, query, total).await;
+        assert_eq!(one_page.len(), 1, "{query} limit {total}: {one_page:?}");
+        assert_eq!(one_page[0].len(), total, "{query}");
+        for limit in [1, 2] {
+            let pages = audit_pages(&env, query, limit).await;
+            assert_eq!(pages.len(), total.div_ceil(limit), "{query} limit {limit}");
+            let flat: Vec<&Value> = pages.iter().flatten().collect();
+            assert_eq!(flat.len(), total, "{query} limit {limit}");
+            for (page_no, page) in pages.iter().enumerate() {
+                let expected = limit.min(total - page_no * limit);
+                assert_eq!(page.len(), expected, "{query} limit {limit} page {page_no}");
+            }
+            let ids: std::collections::BTreeSet<&str> =
+                flat.iter().map(|e| e["id"].as_str().unwrap()).collect();
+            assert_eq!(ids.len(), total, "{query}: repeated entries");
+        }
+    }
+}
+
+#[tokio::test]
+async fn forged_audit_cursors_are_400_never_5xx() {
+    use spendguard_core::api::Cursor;
+    let env = TestEnv::new().await;
+    adjust(&env, "alice", json!({"delta": 1, "reason": "r"}))
+        .await
+        .assert_status(200);
+    let forged: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("x", "y")],
+        vec![("pk", "AUDIT")],
+        vec![("pk", "USER#alice"), ("sk", "x")],
+        vec![("pk", "AUDIT"), ("sk", "")],
+        vec![("pk", "AUDIT"), ("sk", "x"), ("extra", "1")],
+        vec![
+            ("gsi1pk", "AUDIT_USER#bob"),
+            ("gsi1sk", "x"),
+            ("pk", "AUDIT"),
+            ("sk", "x"),
+        ],
+    ];
+    for query in ["", "user_id=alice&", "action=ADMIN_ADJUST_CREDITS&"] {
+        for keys in &forged {
+            let cursor = Cursor(
+                keys.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+            .encode();
+            let res = env
+                .get(&format!("/v1/admin/audit?{query}cursor={cursor}"))
+                .as_admin()
+                .send()
+                .await;
+            assert_eq!(
+                (res.status, res.error_code()),
+                (400, Some("invalid_request")),
+                "{query} {keys:?}: {}",
+                res.text
+            );
+        }
+        env.get(&format!("/v1/admin/audit?{query}cursor=not-base64!"))
+            .as_admin()
+            .send()
+            .await
+            .assert_error(400, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn an_applied_adjustment_answers_the_timestamps_later_reads_show() {
+    // The system clock: no digit of the response may differ from the stored item.
+    let env = TestEnv::new().await;
+    let res = adjust(&env, "alice", json!({"delta": 5, "reason": "r"})).await;
+    res.assert_status(200);
+    let read = account(&env, "alice").await;
+    assert_eq!(res.body["account"]["updated_at"], read["updated_at"]);
+    let ledger = full_ledger(&env, "alice").await;
+    assert_eq!(ledger[0]["created_at"], read["updated_at"]);
+}

@@ -1336,3 +1336,183 @@ async fn sample_events_invoke_the_redemption_function() {
         assert_eq!(status, 200, "{file}: {body}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Contract conformance: replays, timestamps, list ends, cursors
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_replayed_create_answers_the_first_body_exactly() {
+    // The system clock: sub-microsecond digits must not reach a response that a
+    // replay (read back from the store) answers differently.
+    let env = TestEnv::new().await;
+    let body = json!({"count": 2, "credits": 5, "max_uses": 1, "batch_name": "replay"});
+    let send = || {
+        env.post(CODES)
+            .as_admin()
+            .header("idempotency-key", "exact-replay")
+            .json(&body)
+            .send()
+    };
+    let first = send().await;
+    first.assert_status(201);
+    let again = send().await;
+    again.assert_status(201);
+    assert_eq!(again.headers[REPLAYED], "true");
+    assert_eq!(again.text, first.text);
+}
+
+#[tokio::test]
+async fn redeem_answers_the_timestamps_later_reads_show() {
+    let env = TestEnv::new().await;
+    let code = sub_code(&env, "pro", "month", 1).await;
+    let res = redeem(&env, "alice", &code).await;
+    res.assert_status(201);
+    let mine = items(&env, "alice", REDEEM).await;
+    assert_eq!(mine[0]["redeemed_at"], res.body["redeemed_at"]);
+    let subs = items(&env, "alice", "/v1/me/subscriptions").await;
+    assert_eq!(
+        subs[0]["expires_at"],
+        res.body["subscription"]["expires_at"]
+    );
+    let at = res.body["redeemed_at"].as_str().unwrap();
+    assert!(
+        DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z'),
+        "{at}"
+    );
+}
+
+/// Every page of `path` (`?limit=` appended), asserting the contract's list
+/// shape; the last page is the first with `next_cursor: null`.
+async fn pages(env: &TestEnv, path: &str, user: Option<&str>, limit: usize) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{path}{sep}limit={limit}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let req = env.get(&url);
+        let res = match user {
+            Some(u) => req.as_user(u),
+            None => req.as_admin(),
+        }
+        .send()
+        .await;
+        res.assert_status(200);
+        let page = res.body["items"].as_array().unwrap().clone();
+        out.push(page);
+        match &res.body["next_cursor"] {
+            Value::String(c) => cursor = Some(c.clone()),
+            Value::Null => return out,
+            other => panic!("next_cursor {other}"),
+        }
+    }
+    panic!("{path}: the cursor never ends");
+}
+
+#[tokio::test]
+async fn an_exactly_full_last_page_says_next_cursor_null() {
+    let env = TestEnv::new().await;
+    let batch = create(&env, json!({"count": 4, "credits": 1, "max_uses": 2})).await;
+    let batch_id = batch["batch_id"].as_str().unwrap();
+    let codes: Vec<String> = batch["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    for user in ["alice", "bob"] {
+        redeem(&env, user, &codes[0]).await.assert_status(201);
+    }
+    redeem(&env, "alice", &codes[1]).await.assert_status(201);
+    let sub = sub_code(&env, "pro", "month", 1).await;
+    redeem(&env, "alice", &sub).await.assert_status(201);
+    // 5 codes in 2 batches, codes[0] exhausted; 2 redemptions of codes[0]; 3 of
+    // alice; 1 subscription.
+    let cases: [(String, Option<&str>, usize); 8] = [
+        (CODES.to_string(), None, 5),
+        (format!("{CODES}?batch_id={batch_id}"), None, 4),
+        (format!("{CODES}?status=active"), None, 4),
+        (
+            format!("{CODES}?batch_id={batch_id}&status=active"),
+            None,
+            3,
+        ),
+        (format!("{CODES}/{}/redemptions", codes[0]), None, 2),
+        (REDEEM.to_string(), Some("alice"), 3),
+        ("/v1/me/subscriptions".to_string(), Some("alice"), 1),
+        ("/v1/me/credits/transactions".to_string(), Some("alice"), 2),
+    ];
+    for (path, user, total) in cases {
+        // One full page: no cursor.
+        let all = pages(&env, &path, user, total).await;
+        assert_eq!(all.len(), 1, "{path} limit {total}: {all:?}");
+        assert_eq!(all[0].len(), total, "{path}");
+        // Pages of 1: `total` non-empty pages, the last one without a cursor.
+        let ones = pages(&env, &path, user, 1).await;
+        assert_eq!(ones.len(), total, "{path} limit 1: {ones:?}");
+        assert!(ones.iter().all(|p| p.len() == 1), "{path}: {ones:?}");
+    }
+}
+
+#[tokio::test]
+async fn forged_cursors_are_400_never_5xx() {
+    use spendguard_core::api::Cursor;
+    let env = TestEnv::new().await;
+    let batch = create(&env, json!({"count": 2, "credits": 1, "max_uses": 1})).await;
+    let batch_id = batch["batch_id"].as_str().unwrap().to_string();
+    let code = batch["codes"][0].as_str().unwrap().to_string();
+    redeem(&env, "alice", &code).await.assert_status(201);
+    // Well-formed cursors (base64url JSON of strings) naming keys no list returns.
+    let enc = |v: Value| {
+        let map = v.as_object().unwrap();
+        Cursor(
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect(),
+        )
+        .encode()
+    };
+    let key = CodeKey::parse(&code).unwrap();
+    let forged = [
+        json!({}),
+        json!({"x": "y"}),
+        json!({"pk": "USER#alice", "sk": ""}),
+        json!({"pk": "USER#alice", "sk": "LEDGER#1"}),
+        json!({"pk": "CODE#X", "sk": "CODE", "gsi1pk": format!("BATCH_CODES#{batch_id}")}),
+        json!({"pk": "CODE#X", "sk": "CODE", "gsi1pk": "USER_REDEMPTIONS#alice"}),
+        json!({"pk": format!("CODE#{}", key.as_str()), "sk": "CODE"}),
+        json!({"walk_batch": "x"}),
+    ];
+    let lists: [(String, Option<&str>); 5] = [
+        (format!("{CODES}?batch_id={batch_id}"), None),
+        (CODES.to_string(), None),
+        (format!("{CODES}/{code}/redemptions"), None),
+        (REDEEM.to_string(), Some("alice")),
+        ("/v1/me/subscriptions".to_string(), Some("alice")),
+    ];
+    for (path, user) in &lists {
+        for cursor in ["garbage!", "e30", "bm90IGpzb24"]
+            .into_iter()
+            .map(str::to_string)
+            .chain(forged.iter().map(|f| enc(f.clone())))
+        {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let req = env.get(&format!("{path}{sep}cursor={cursor}"));
+            let res = match user {
+                Some(u) => req.as_user(u),
+                None => req.as_admin(),
+            }
+            .send()
+            .await;
+            assert_eq!(
+                (res.status, res.error_code()),
+                (400, Some("invalid_request")),
+                "{path} cursor {cursor}: {}",
+                res.text
+            );
+        }
+    }
+}

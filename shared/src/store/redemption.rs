@@ -449,9 +449,12 @@ fn start_key(
         Some(_) => &[keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK],
         None => &[keys::PK, keys::SK],
     };
-    let shape_ok = cursor.keys().all(|k| allowed.contains(&k.as_str()))
-        && cursor.contains_key(keys::PK)
-        && cursor.contains_key(keys::SK)
+    // Every key attribute of the list, non-empty, and nothing else: a partial
+    // key is a DynamoDB validation error (a 5xx) too.
+    let shape_ok = cursor.len() == allowed.len()
+        && allowed
+            .iter()
+            .all(|k| cursor.get(*k).is_some_and(|v| !v.is_empty()))
         && cursor.get(partition.0) == Some(&partition.1);
     if !shape_ok {
         return Err(bad_cursor());
@@ -543,9 +546,21 @@ impl DynamoStore {
             .as_ref()
             .map(|c| start_key(&c.0, &q.partition, q.index))
             .transpose()?;
+        // A start key outside the key condition is a DynamoDB validation error.
+        if let (Some(start), Some((name, prefix))) = (&start, &q.sort_prefix) {
+            if !attr::opt_s(start, name).is_some_and(|v| v.starts_with(prefix.as_str())) {
+                return Err(bad_cursor());
+            }
+        }
         let limit = usize::try_from(page.limit).unwrap_or(1).max(1);
         let mut budget = MAX_LIST_QUERIES;
-        let (items, next) = self.query_items(&q, limit, start, &mut budget).await?;
+        // One item past the page tells whether another page exists, so the last
+        // page says `next_cursor: null`.
+        let (mut items, mut next) = self.query_items(&q, limit + 1, start, &mut budget).await?;
+        if items.len() > limit {
+            items.truncate(limit);
+            next = items.last().map(|last| item_key(last, q.index.is_some()));
+        }
         let items = items.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::new(items, next.as_ref().map(attr::cursor_of)))
     }
@@ -1043,13 +1058,25 @@ impl DynamoStore {
         let limit = usize::try_from(page.limit).unwrap_or(1).max(1);
         let mut walk = Walk::from_cursor(page.cursor.as_ref())?;
         let mut items = Vec::new();
+        // The batch (sort key, id) each item came from.
+        let mut origins: Vec<(String, BatchId)> = Vec::new();
         let mut budget = MAX_LIST_QUERIES;
-        while items.len() < limit && budget > 0 {
+        // One item past the page, as in `list_page`.
+        while items.len() <= limit && budget > 0 {
             walk = match walk {
                 Walk::Within { sort, batch, from } => {
                     let (found, next) = self
-                        .query_items(&codes_query(&batch), limit - items.len(), from, &mut budget)
+                        .query_items(
+                            &codes_query(&batch),
+                            limit + 1 - items.len(),
+                            from,
+                            &mut budget,
+                        )
                         .await?;
+                    origins.extend(std::iter::repeat_n(
+                        (sort.clone(), batch.clone()),
+                        found.len(),
+                    ));
                     items.extend(found);
                     match next {
                         Some(from) => Walk::Within {
@@ -1076,6 +1103,15 @@ impl DynamoStore {
                     }
                 }
             };
+        }
+        if items.len() > limit {
+            // Go on at the first item not answered: after the last one answered
+            // in its batch, or at the start of the next batch.
+            let (sort, batch) = origins[limit].clone();
+            let from =
+                (origins[limit - 1] == origins[limit]).then(|| item_key(&items[limit - 1], true));
+            items.truncate(limit);
+            walk = Walk::Within { sort, batch, from };
         }
         Ok(Page::new(parse_all(&items)?, walk.cursor()))
     }
