@@ -1090,8 +1090,16 @@ async fn one_user_many_times(with_key: bool) {
         *outcomes.entry(label).or_insert(0) += 1;
     }
     assert_eq!(originals.len(), 1, "{outcomes:?}");
+    // With the key, a request that meets the first still running answers the
+    // contract's 409 idempotency_key_in_use (redemption_in_progress only in the
+    // instant before the first has taken the key).
     let allowed: &[&str] = if with_key {
-        &["created", "replayed", "redemption_in_progress"]
+        &[
+            "created",
+            "replayed",
+            "idempotency_key_in_use",
+            "redemption_in_progress",
+        ]
     } else {
         &["created", "already_redeemed", "redemption_in_progress"]
     };
@@ -1515,4 +1523,54 @@ async fn forged_cursors_are_400_never_5xx() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_same_key_while_the_first_still_runs_is_idempotency_key_in_use() {
+    use spendguard_core::store::{Claim, Fingerprint};
+    let start = t(2026, 7, 1, 0);
+    let env = manual_env(start).await;
+    let code = one_code(&env, 3, 5).await;
+    let key: String = code.chars().filter(|c| *c != '-').collect();
+    // dave's first request with key "k-1" is running: it holds the lock and
+    // the key, as a concurrent request would.
+    env.store
+        .try_lock(&format!("redeem:dave:{key}"), Duration::seconds(10), start)
+        .await
+        .unwrap()
+        .expect("free");
+    let body = json!({ "code": code });
+    let fingerprint = Fingerprint::of("POST", REDEEM, body.to_string().as_bytes());
+    let claim = env
+        .store
+        .claim_idempotency("redeem:dave", "k-1", &fingerprint, start)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired(_)));
+    let before = env.table_snapshot().await;
+    let send = |key: Option<&'static str>, body: Value| {
+        let env = &env;
+        async move {
+            let mut req = env.post(REDEEM).as_user("dave");
+            if let Some(key) = key {
+                req = req.header("idempotency-key", key);
+            }
+            req.json(&body).send().await
+        }
+    };
+    send(Some("k-1"), body.clone())
+        .await
+        .assert_error(409, "idempotency_key_in_use");
+    // The same key with another body: 422, as ever.
+    send(Some("k-1"), json!({ "code": code.to_lowercase() }))
+        .await
+        .assert_error(422, "idempotency_key_mismatch");
+    // Another key, or none: the redemption in progress answers.
+    send(Some("k-2"), body.clone())
+        .await
+        .assert_error(409, "redemption_in_progress");
+    send(None, body)
+        .await
+        .assert_error(409, "redemption_in_progress");
+    assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
 }

@@ -346,6 +346,24 @@ impl DynamoStore {
         }
     }
 
+    /// What `key` says now, without taking it: `None` if absent or expired, a
+    /// replay once completed, 409 / 422 while running / for a different request.
+    pub async fn peek_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, Error> {
+        match self
+            .read_idempotency(&keys::idempotency_pk(scope, key))
+            .await?
+        {
+            Some(item) => outcome_of(&item, fingerprint, now).transpose(),
+            None => Ok(None),
+        }
+    }
+
     /// After a completion failed its condition (the lease was lost): what the
     /// key says now — a replay of whoever completed it, or 409 / 422.
     pub async fn idempotency_after_lost_lease(

@@ -434,6 +434,11 @@ fn item_key(item: &Item, on_index: bool) -> Item {
         .collect()
 }
 
+/// The Idempotency-Key space of a user's redemptions.
+fn redeem_key_scope(user: &UserId) -> String {
+    format!("redeem:{user}")
+}
+
 fn bad_cursor() -> Error {
     Error::InvalidRequest("cursor is not one this list returned".into())
 }
@@ -1269,10 +1274,24 @@ impl DynamoStore {
         clock: &Clock,
     ) -> Result<RedeemOutcome, Error> {
         let lock_name = format!("redeem:{}:{}", request.user, request.code);
-        let lock = self
+        let Some(lock) = self
             .try_lock(&lock_name, REDEEM_LOCK_LEASE, clock.now())
             .await?
-            .ok_or(Error::RedemptionInProgress)?;
+        else {
+            // If the request holding the lock is this one again (same
+            // Idempotency-Key), the key answers: 409 idempotency_key_in_use
+            // while it runs, its replay once done, 422 for another body.
+            if let Some((key, fingerprint)) = request.idempotency {
+                let scope = redeem_key_scope(request.user);
+                if let Some(Claim::Replay(stored)) = self
+                    .peek_idempotency(&scope, key, fingerprint, clock.now())
+                    .await?
+                {
+                    return Ok(RedeemOutcome::Replayed(stored));
+                }
+            }
+            return Err(Error::RedemptionInProgress);
+        };
         let result = self.redeem_unlocked(request, clock).await;
         self.unlock_quietly(&lock).await;
         result
@@ -1296,7 +1315,7 @@ impl DynamoStore {
         let lease = match request.idempotency {
             None => None,
             Some((key, fingerprint)) => {
-                let scope = format!("redeem:{}", request.user);
+                let scope = redeem_key_scope(request.user);
                 match self
                     .claim_idempotency(&scope, key, fingerprint, clock.now())
                     .await?
