@@ -904,3 +904,47 @@ async fn a_failed_message_without_id_is_never_dropped_silently() {
     assert_eq!((outcome.report.applied, outcome.report.failed), (2, 2));
     assert_eq!(usage(&env, "pat", "openai").await, [usd("3"); 3]);
 }
+
+#[tokio::test]
+async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies_them_once() {
+    // The Lambda deadline bounds every retry: rather than being killed mid-batch
+    // (the whole batch back on the queue, receive counts up for every message),
+    // the function stops before the deadline and names what it did not write.
+    let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
+    grant(&env, "lou", 10).await;
+    let t = at("2026-11-21T11:00:00Z");
+    let messages: Vec<(String, String)> = [
+        ("m1", body("late-1", "lou", "openai", "0.5", t)),
+        ("m2", body("late-2", "lou", "openai", "0.25", t)),
+        (
+            "m3",
+            body_with_credits("late-3", "lou", "openai", "1", 4, t),
+        ),
+        ("m4", body("late-4", "kim", "gemini", "2", t)),
+        ("m5", "{not json".to_string()),
+    ]
+    .iter()
+    .map(|(id, b)| (id.to_string(), b.clone()))
+    .collect();
+    let app = &env.gateway.functions().usage_ingest;
+    let outcome = app
+        .process_until(sqs(&messages), Some(tokio::time::Instant::now()))
+        .await;
+    let failed: HashSet<&str> = outcome
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, HashSet::from(["m1", "m2", "m3", "m4", "m5"]));
+    assert_eq!((outcome.report.applied, outcome.report.failed), (0, 5));
+    assert_eq!(usage(&env, "lou", "openai").await, [Usd::ZERO; 3]);
+    assert_eq!(credit_account(&env, "lou").await["available"], 10);
+
+    let (failed, report) = ingest(&env, sqs(&messages)).await;
+    assert_eq!(failed, ["m5"]);
+    assert_eq!((report.applied, report.duplicates), (4, 0));
+    assert_eq!(usage(&env, "lou", "openai").await, [usd("1.75"); 3]);
+    assert_eq!(usage(&env, "kim", "gemini").await, [usd("2"); 3]);
+    assert_eq!(credit_account(&env, "lou").await["available"], 6);
+}

@@ -14,6 +14,24 @@ use spendguard_core::store::{IngestContext, UsageStore, WriteStats};
 use spendguard_core::{Deps, Error};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Most of the time kept back from the Lambda deadline for the writes in
+/// flight when the batch stops retrying, and for answering.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The instant a batch stops retrying, from the invocation's deadline
+/// (`Context::deadline`, epoch milliseconds): a margin before it, at most
+/// [`DEADLINE_MARGIN`] and at most a quarter of the time left, so a short
+/// timeout still leaves most of its time for the writes.
+pub fn batch_deadline(deadline_epoch_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
+    Instant::now() + left - DEADLINE_MARGIN.min(left / 4)
+}
 
 pub struct App {
     deps: Deps,
@@ -69,6 +87,13 @@ impl App {
 
     /// [`App::handle`] with the batch's report.
     pub async fn process(&self, batch: SqsEvent) -> BatchOutcome {
+        self.process_until(batch, None).await
+    }
+
+    /// [`App::process`] that starts no write (and no retry) past `deadline`:
+    /// events not written by then are reported failed, so SQS delivers them
+    /// again, instead of the invocation timing out with the whole batch.
+    pub async fn process_until(&self, batch: SqsEvent, deadline: Option<Instant>) -> BatchOutcome {
         let now = self.deps.clock.now();
         let mut report = BatchReport {
             messages: batch.records.len(),
@@ -106,6 +131,7 @@ impl App {
             tz: self.deps.config.timezone,
             processed_at: now,
             backoff: self.backoff,
+            deadline,
         };
         let events: Arc<[UsageEvent]> = events.into();
         let outcome = if events.is_empty() {
@@ -199,5 +225,38 @@ impl Failures {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_ms_in(d: Duration) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + d;
+        now.as_millis() as u64
+    }
+
+    #[test]
+    fn the_batch_stops_a_margin_before_the_invocation_deadline() {
+        let close = |deadline: Instant, expected: Duration| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let diff = left.abs_diff(expected);
+            assert!(
+                diff < Duration::from_millis(100),
+                "{left:?} vs {expected:?}"
+            );
+        };
+        // A 30 s timeout keeps 5 s back; a short one a quarter of its time.
+        close(
+            batch_deadline(epoch_ms_in(Duration::from_secs(30))),
+            Duration::from_secs(25),
+        );
+        close(
+            batch_deadline(epoch_ms_in(Duration::from_secs(2))),
+            Duration::from_millis(1500),
+        );
+        // A deadline already past: stop at once.
+        close(batch_deadline(0), Duration::ZERO);
     }
 }

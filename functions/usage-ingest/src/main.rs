@@ -11,7 +11,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
         async move {
-            let outcome = app.process(event.payload).await;
+            let deadline = usage_ingest::batch_deadline(event.context.deadline);
+            let outcome = app.process_until(event.payload, Some(deadline)).await;
             // A failed message without a messageId cannot be named in a partial
             // response; failing the invocation returns the whole batch to the
             // queue instead of dropping it (applied events are then duplicates).

@@ -44,6 +44,7 @@ use chrono_tz::Tz;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// Record attribute holding the payload fingerprint.
 const FINGERPRINT: &str = "fingerprint";
@@ -69,6 +70,27 @@ pub struct IngestContext {
     pub processed_at: DateTime<Utc>,
     /// Bounded, jittered retry of transient failures (conflicts, throttling).
     pub backoff: Backoff,
+    /// No write starts (and no retry waits) past this instant: events not
+    /// written by then fail, and SQS delivers them again. The Lambda entry
+    /// point sets it a margin before the invocation's deadline, since the
+    /// retry bounds of one user's writes, run one after another, add up to far
+    /// more than the function timeout on a hot account. `None`: no limit.
+    pub deadline: Option<Instant>,
+}
+
+impl IngestContext {
+    /// Whether waiting `pause` and then writing would run past the deadline.
+    fn out_of_time(&self, pause: std::time::Duration) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() + pause >= deadline)
+    }
+}
+
+fn out_of_time() -> Error {
+    Error::StoreUnavailable(
+        "the invocation ran out of time before this event was written; SQS delivers it again"
+            .into(),
+    )
 }
 
 /// What the writes of an ingest call cost, counted by the writer (the store's
@@ -263,6 +285,10 @@ impl DynamoStore {
                 }
                 return Ok(());
             }
+            // Between attempts only: every attempt sent has a known outcome.
+            if ctx.out_of_time(std::time::Duration::ZERO) {
+                return Err(out_of_time());
+            }
             rounds += 1;
             let events: Vec<&UsageEvent> = pending.iter().map(|&i| group.events[i]).collect();
             let starts = known.starts(group.platform);
@@ -420,7 +446,7 @@ impl DynamoStore {
                             .as_ref()
                             .and_then(|item| account_from_all_old(group.user, item));
                     } else {
-                        tokio::time::sleep(CREDIT_BACKOFF.delay(contended)).await;
+                        pause(ctx, CREDIT_BACKOFF.delay(contended)).await?;
                     }
                 } else if failed(quota + 2) {
                     return Err(Error::Internal(format!(
@@ -437,7 +463,7 @@ impl DynamoStore {
                         "the usage write stayed contended; retry later".into(),
                     ));
                 }
-                tokio::time::sleep(ctx.backoff.delay(transient)).await;
+                pause(ctx, ctx.backoff.delay(transient)).await?;
             }
         }
     }
@@ -627,6 +653,15 @@ impl DynamoStore {
     }
 }
 
+/// Sleeps before a retry, unless the retry would start past the deadline.
+async fn pause(ctx: &IngestContext, delay: std::time::Duration) -> Result<(), Error> {
+    if ctx.out_of_time(delay) {
+        return Err(out_of_time());
+    }
+    tokio::time::sleep(delay).await;
+    Ok(())
+}
+
 fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
     let mut starts = [None; 3];
     for (slot, kind) in starts.iter_mut().zip(WindowKind::ALL) {
@@ -763,6 +798,7 @@ mod tests {
             tz: Tz::UTC,
             processed_at: now,
             backoff: Backoff::default(),
+            deadline: None,
         };
         let g = group(vec![&a, &b]);
         let plan = UsagePlan::new(&[&a, &b], Tz::UTC, None).unwrap();
