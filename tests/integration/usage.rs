@@ -948,3 +948,32 @@ async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies
     assert_eq!(usage(&env, "kim", "gemini").await, [usd("2"); 3]);
     assert_eq!(credit_account(&env, "lou").await["available"], 6);
 }
+
+#[tokio::test]
+async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
+    // Each cost is a valid amount (at most 10^26 USD); their stored sum is not
+    // one. The quota item must stay readable: checks deny instead of failing,
+    // and an admin can still reset the window.
+    let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
+    set_limits(&env, "max", "openai", [Some("100"), None, None]).await;
+    let t = at("2026-11-21T11:00:00Z");
+    let huge = "60000000000000000000000000";
+    ingest_ok(&env, &[body("huge-1", "max", "openai", huge, t)]).await;
+    ingest_ok(&env, &[body("huge-2", "max", "openai", huge, t)]).await;
+    let res = env.get("/v1/me/quotas").as_user("max").send().await;
+    res.assert_status(200);
+    let c = check(&env, "max", "openai").await;
+    assert_eq!(c["allowed"], false, "{c}");
+    assert_eq!(c["reason"], "daily_quota_exhausted", "{c}");
+    assert_eq!(
+        c["windows"]["daily"]["usage_usd"], "120000000000000000000000000",
+        "{c}"
+    );
+    env.post("/v1/admin/users/max/quotas/openai/reset")
+        .as_admin()
+        .json(&json!({"window": "daily"}))
+        .send()
+        .await
+        .assert_status(200);
+    assert_eq!(check(&env, "max", "openai").await["allowed"], true);
+}

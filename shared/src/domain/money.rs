@@ -12,6 +12,12 @@ pub const SCALE: u32 = 10;
 const ONE: i128 = 10_i128.pow(SCALE);
 /// DynamoDB numbers hold 38 significant digits; stay well inside them.
 const MAX_ATOMS: i128 = 10_i128.pow(36);
+/// Significant digits of an amount given as input.
+const MAX_INPUT_DIGITS: usize = 37;
+/// Significant digits of a stored amount: DynamoDB keeps 38, and a counter
+/// summed from valid inputs may use them all (every 38-digit count of atoms
+/// fits an `i128`).
+const MAX_STORED_DIGITS: usize = 38;
 
 /// An exact amount of US dollars (may be negative internally, e.g. "remaining").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,6 +65,18 @@ impl Usd {
     /// Parses any decimal text (`"1.25"`, `"-3"`, `"1e-3"`), allowing negatives.
     /// Fails on more than 10 fractional digits, NaN/Infinity or out-of-range values.
     pub fn parse_signed(text: &str) -> Result<Self, AmountError> {
+        Self::parse_in_range(text, MAX_INPUT_DIGITS, MAX_ATOMS)
+    }
+
+    /// Parses an amount read back from the store, e.g. a usage counter: like
+    /// [`Usd::parse_signed`], but up to DynamoDB's 38 significant digits. A sum
+    /// of valid amounts can exceed the input range, and reading it must not
+    /// fail: a quota item that cannot be read can be neither checked nor reset.
+    pub fn parse_stored(text: &str) -> Result<Self, AmountError> {
+        Self::parse_in_range(text, MAX_STORED_DIGITS, i128::MAX)
+    }
+
+    fn parse_in_range(text: &str, max_digits: usize, max_atoms: i128) -> Result<Self, AmountError> {
         let err = |why: &str| AmountError(format!("{text:?} is not a valid USD amount: {why}"));
         let t = text.trim();
         if t.is_empty() {
@@ -93,7 +111,7 @@ impl Usd {
         let atoms: i128 = if digits.is_empty() {
             0
         } else if shift >= 0 {
-            if digits.len() as i64 + shift > 37 {
+            if digits.len() as i64 + shift > max_digits as i64 {
                 return Err(err("too large"));
             }
             let base: i128 = digits.parse().map_err(|_| err("too large"))?;
@@ -109,13 +127,13 @@ impl Usd {
             if kept.is_empty() {
                 0
             } else {
-                if kept.len() > 37 {
+                if kept.len() > max_digits {
                     return Err(err("too large"));
                 }
                 kept.parse().map_err(|_| err("too large"))?
             }
         };
-        if atoms > MAX_ATOMS {
+        if atoms > max_atoms {
             return Err(err("too large"));
         }
         Ok(Usd(if negative { -atoms } else { atoms }))
@@ -239,6 +257,25 @@ mod tests {
             assert!(p(bad).is_err(), "{bad:?} should fail");
         }
         assert!(Usd::parse_non_negative("-1").is_err());
+    }
+
+    #[test]
+    fn stored_amounts_read_up_to_dynamodb_precision() {
+        // More than any input may carry, as a sum of inputs may be.
+        let sum = "120000000000000000000000000";
+        assert!(p(sum).is_err());
+        assert_eq!(Usd::parse_stored(sum).unwrap().to_string(), sum);
+        let widest = "9999999999999999999999999999.9999999999";
+        assert_eq!(Usd::parse_stored(widest).unwrap().to_string(), widest);
+        assert_eq!(
+            Usd::parse_stored(&format!("-{widest}"))
+                .unwrap()
+                .to_string(),
+            format!("-{widest}")
+        );
+        for bad in ["1e28", "0.00000000001", "NaN", ""] {
+            assert!(Usd::parse_stored(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -54,10 +54,11 @@ pub fn opt_i64(item: &Item, name: &str) -> Result<Option<i64>, Error> {
         .transpose()
 }
 
-/// A money attribute; absent or `NULL` reads as `None`.
+/// A money attribute; absent or `NULL` reads as `None`. Read with the store's
+/// full precision: a counter may hold more than any one input amount.
 pub fn opt_usd(item: &Item, name: &str) -> Result<Option<Usd>, Error> {
     opt_n(item, name)
-        .map(|t| Usd::parse_signed(t).map_err(|e| corrupt(name, &e.0)))
+        .map(|t| Usd::parse_stored(t).map_err(|e| corrupt(name, &e.0)))
         .transpose()
 }
 
