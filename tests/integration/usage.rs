@@ -960,6 +960,23 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
     let huge = "60000000000000000000000000";
     ingest_ok(&env, &[body("huge-1", "max", "openai", huge, t)]).await;
     ingest_ok(&env, &[body("huge-2", "max", "openai", huge, t)]).await;
+    // Merged into one write, such events apply as they do one by one.
+    let report = ingest_ok(
+        &env,
+        &[
+            body("huge-3", "max", "gemini", huge, t),
+            body("huge-4", "max", "gemini", huge, t),
+        ],
+    )
+    .await;
+    assert_eq!(report.applied, 2);
+    let c = check(&env, "max", "gemini").await;
+    for w in ["daily", "weekly", "monthly"] {
+        assert_eq!(
+            c["windows"][w]["usage_usd"], "120000000000000000000000000",
+            "{c}"
+        );
+    }
     let res = env.get("/v1/me/quotas").as_user("max").send().await;
     res.assert_status(200);
     let c = check(&env, "max", "openai").await;

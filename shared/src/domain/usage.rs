@@ -312,14 +312,19 @@ impl UsagePlan {
         let mut windows = [WindowWrite::Keep { after: 0 }; 3];
         for (w, slot) in windows.iter_mut().enumerate() {
             let newest = starts.iter().map(|(s, _)| s[w]).max().unwrap_or_default();
-            let mut amount = Usd::ZERO;
+            // Not `Usd::checked_add`, which bounds the sum to one input's range:
+            // events valid one by one must apply together as they would one by
+            // one. A write sums at most 99 amounts of at most 10^36 atoms, well
+            // inside an i128 and DynamoDB's 38 digits.
+            let mut amount: i128 = 0;
             for (s, cost) in &starts {
                 if s[w] == newest {
-                    amount = amount.checked_add(*cost).ok_or_else(|| {
+                    amount = amount.checked_add(cost.atoms()).ok_or_else(|| {
                         Error::InvalidAmount("the usage sum is out of range".into())
                     })?;
                 }
             }
+            let amount = Usd::from_atoms(amount);
             let stored = match known {
                 None => Some(newest),
                 Some(k) => k[w],
