@@ -45,6 +45,15 @@ lint:
 
 ci: fmt-check cfn-lint lint test
 
+# Ingest throughput and DynamoDB requests / write units per event (ratios where
+# possible): SPENDGUARD_BENCH_SCALE=0.1 for a quicker run.
+bench:
+	$(CARGO) bench -p spendguard-tests --bench ingest --locked
+
+# The integration suite, unchanged, against a second engine (moto, single-threaded).
+test-external:
+	scripts/test-against-moto.sh
+
 # --- Python tools, pinned, in a project-local virtualenv (.tools/, git-ignored) ---
 # Installed on first use from PyPI, so a fresh machine needs nothing by hand.
 # A pin change reinstalls (one stamp file per tool and version).
