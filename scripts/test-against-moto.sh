@@ -30,4 +30,8 @@ for _ in $(seq 1 50); do
 done
 
 echo "integration suite against moto (one request at a time) on http://127.0.0.1:$PORT"
-SPENDGUARD_TEST_ENDPOINT="http://127.0.0.1:$PORT" cargo test -p spendguard-tests --locked -- "$@"
+# A one-request-at-a-time server is slow: run tests one after another, and the
+# 100,000-event test at a smaller count unless the caller says otherwise.
+export SPENDGUARD_TINY_EVENTS="${SPENDGUARD_TINY_EVENTS:-5000}"
+SPENDGUARD_TEST_ENDPOINT="http://127.0.0.1:$PORT" \
+  cargo test -p spendguard-tests --locked -- --test-threads=1 "$@"

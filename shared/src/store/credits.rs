@@ -109,10 +109,7 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
 }
 
 fn account_key(user: &UserId) -> Item {
-    Item::from([
-        (keys::PK.to_string(), attr::s(keys::user_pk(user.as_str()))),
-        (keys::SK.to_string(), attr::s(keys::CREDITS_SK)),
-    ])
+    keys::item_key(keys::user_pk(user.as_str()), keys::CREDITS_SK)
 }
 
 fn timestamp(t: DateTime<Utc>) -> String {
@@ -201,17 +198,8 @@ fn unchanged_condition(account: &Account) -> (&'static str, Option<u64>) {
 
 impl CreditStore for DynamoStore {
     async fn credit_account(&self, user: &UserId) -> Result<Account, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(account_key(user)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item() {
-            Some(item) => account_from_item(user, item),
+        match self.get_consistent(account_key(user)).await? {
+            Some(item) => account_from_item(user, &item),
             None => Ok(Account::empty(user.clone())),
         }
     }

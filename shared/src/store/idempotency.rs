@@ -121,10 +121,7 @@ pub enum Claim {
 }
 
 fn key_of(pk: String) -> Item {
-    Item::from([
-        (keys::PK.to_string(), attr::s(pk)),
-        (keys::SK.to_string(), attr::s(keys::IDEMPOTENCY_SK)),
-    ])
+    keys::item_key(pk, keys::IDEMPOTENCY_SK)
 }
 
 fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
@@ -246,16 +243,7 @@ impl DynamoStore {
     }
 
     async fn read_idempotency(&self, pk: &str) -> Result<Option<Item>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(pk.to_string())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
+        self.get_consistent(key_of(pk.to_string())).await
     }
 
     /// The action that completes `lease` with `response`, for the same

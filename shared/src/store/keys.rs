@@ -79,3 +79,11 @@ pub const EVENT_SK: &str = "EVENT";
 pub fn event_pk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
 }
+
+/// The primary key `{pk, sk}` of an item.
+pub fn item_key(pk: impl Into<String>, sk: impl Into<String>) -> super::attr::Item {
+    super::attr::Item::from([
+        (PK.to_string(), super::attr::s(pk)),
+        (SK.to_string(), super::attr::s(sk)),
+    ])
+}

@@ -105,6 +105,48 @@ impl DynamoStore {
         &self.table
     }
 
+    /// One item by primary key, strongly consistent.
+    pub async fn get_consistent(&self, key: attr::Item) -> Result<Option<attr::Item>, Error> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// Every item of partition `pk` whose sort key begins with `prefix`, all
+    /// pages, strongly consistent (small partitions: a user's quotas, the defaults).
+    pub async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<attr::Item>, Error> {
+        let mut items = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#sk", keys::SK)
+                .expression_attribute_values(":pk", attr::s(pk))
+                .expression_attribute_values(":prefix", attr::s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            start_key = page.last_evaluated_key().cloned();
+            items.extend(page.items.unwrap_or_default());
+            if start_key.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// Requests sent to DynamoDB through this store (every attempt counts).
     pub fn stats(&self) -> &RequestStats {
         &self.stats

@@ -26,7 +26,7 @@
 
 use super::attr::{self, Item};
 use super::txn::{Attempt, Backoff, TxnFailure};
-use super::{keys, unavailable, DynamoStore};
+use super::{keys, DynamoStore};
 use crate::domain::audit::{self, Actor, AuditEntry};
 use crate::domain::quota::{
     apply_changes, limit_change_details, plan_init, plan_replace, plan_reset, reset_details,
@@ -109,92 +109,49 @@ pub trait QuotaStore {
 
 impl QuotaStore for DynamoStore {
     async fn user_quotas(&self, user: &UserId) -> Result<Vec<QuotaRecord>, Error> {
-        let mut records = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#sk", keys::SK)
-                .expression_attribute_values(":pk", attr::s(keys::user_pk(user.as_str())))
-                .expression_attribute_values(":prefix", attr::s(keys::QUOTA_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                records.push(quota_from_item(item)?);
-            }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                return Ok(records);
-            }
-        }
+        self.query_prefix(&keys::user_pk(user.as_str()), keys::QUOTA_SK_PREFIX)
+            .await?
+            .iter()
+            .map(quota_from_item)
+            .collect()
     }
 
     async fn quota_record(&self, user: &UserId, platform: &Platform) -> Result<QuotaRecord, Error> {
         // Strongly consistent: a limit an admin just set (e.g. 0 = disabled)
         // applies to the very next check.
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(keys::PK, attr::s(keys::user_pk(user.as_str())))
-            .key(keys::SK, attr::s(keys::quota_sk(platform.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item() {
-            Some(item) => quota_from_item(item),
+        let key = keys::item_key(
+            keys::user_pk(user.as_str()),
+            keys::quota_sk(platform.as_str()),
+        );
+        match self.get_consistent(key).await? {
+            Some(item) => quota_from_item(&item),
             None => Ok(QuotaRecord::unlimited(platform.as_str())),
         }
     }
 
     async fn quota_defaults(&self, platforms: &Platforms) -> Result<DefaultsSet, Error> {
         let mut set = DefaultsSet::default();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#sk", keys::SK)
-                .expression_attribute_values(":pk", attr::s(keys::CONFIG_PK))
-                .expression_attribute_values(":prefix", attr::s(keys::QUOTA_DEFAULTS_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                let sk = attr::get_s(item, keys::SK)?;
-                let scope = sk
-                    .strip_prefix(keys::QUOTA_DEFAULTS_SK_PREFIX)
-                    .unwrap_or("");
-                let defaults = defaults_from_item(item, platforms)?;
-                if scope == "system" {
-                    set.system = defaults;
-                } else if let Some(source) = scope
-                    .strip_prefix("source#")
-                    .and_then(|s| AuthSource::parse(s).ok())
-                {
-                    if DefaultsScope::Source(source).visible(&defaults).is_some() {
-                        set.sources.insert(source, defaults);
-                    }
+        let items = self
+            .query_prefix(keys::CONFIG_PK, keys::QUOTA_DEFAULTS_SK_PREFIX)
+            .await?;
+        for item in &items {
+            let sk = attr::get_s(item, keys::SK)?;
+            let scope = sk
+                .strip_prefix(keys::QUOTA_DEFAULTS_SK_PREFIX)
+                .unwrap_or("");
+            let defaults = defaults_from_item(item, platforms)?;
+            if scope == "system" {
+                set.system = defaults;
+            } else if let Some(source) = scope
+                .strip_prefix("source#")
+                .and_then(|s| AuthSource::parse(s).ok())
+            {
+                if DefaultsScope::Source(source).visible(&defaults).is_some() {
+                    set.sources.insert(source, defaults);
                 }
             }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                return Ok(set);
-            }
         }
+        Ok(set)
     }
 
     async fn replace_quota_defaults(
@@ -409,16 +366,9 @@ impl DynamoStore {
         scope: DefaultsScope,
         platforms: &Platforms,
     ) -> Result<Option<(QuotaDefaults, i64)>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(defaults_key(scope)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item()
+        self.get_consistent(defaults_key(scope))
+            .await?
+            .as_ref()
             .map(|item| {
                 Ok((
                     defaults_from_item(item, platforms)?,
@@ -484,13 +434,7 @@ impl DynamoStore {
 }
 
 fn defaults_key(scope: DefaultsScope) -> Item {
-    HashMap::from([
-        (keys::PK.to_string(), attr::s(keys::CONFIG_PK)),
-        (
-            keys::SK.to_string(),
-            attr::s(keys::quota_defaults_sk(scope)),
-        ),
-    ])
+    keys::item_key(keys::CONFIG_PK, keys::quota_defaults_sk(scope))
 }
 
 pub(crate) fn window_attr(kind: WindowKind, field: &str) -> String {

@@ -94,15 +94,8 @@ fn fail_sk(minute: i64) -> String {
     format!("{FAIL_SK_PREFIX}{minute:012}")
 }
 
-fn key_of(pk: String, sk: impl Into<String>) -> Item {
-    Item::from([
-        (keys::PK.to_string(), attr::s(pk)),
-        (keys::SK.to_string(), attr::s(sk)),
-    ])
-}
-
 fn code_key_item(key: &CodeKey) -> Item {
-    key_of(code_pk(key), CODE_SK)
+    keys::item_key(code_pk(key), CODE_SK)
 }
 
 /// Sortable, fixed-width text for keys.
@@ -217,7 +210,7 @@ fn batch_sort(batch: &Batch) -> String {
 
 fn batch_item(batch: &Batch, fingerprint: &str, written: usize) -> Item {
     let spec = &batch.spec;
-    let mut item = key_of(batch_pk(&batch.batch_id), BATCH_SK);
+    let mut item = keys::item_key(batch_pk(&batch.batch_id), BATCH_SK);
     item.insert(keys::GSI1_PK.into(), attr::s(BATCHES_INDEX_PK));
     item.insert(keys::GSI1_SK.into(), attr::s(batch_sort(batch)));
     item.insert("batch_id".into(), attr::s(batch.batch_id.as_str()));
@@ -245,7 +238,7 @@ fn batch_item(batch: &Batch, fingerprint: &str, written: usize) -> Item {
 }
 
 fn plan_item(batch_id: &BatchId, codes: &[GeneratedCode]) -> Item {
-    let mut item = key_of(batch_pk(batch_id), PLAN_SK);
+    let mut item = keys::item_key(batch_pk(batch_id), PLAN_SK);
     item.insert("codes".into(), codes_attr(codes));
     item
 }
@@ -292,7 +285,7 @@ fn batch_from_items(batch: &Item, codes: &[GeneratedCode]) -> Result<Batch, Erro
 }
 
 fn redemption_item(r: &Redemption) -> Item {
-    let mut item = key_of(
+    let mut item = keys::item_key(
         code_pk(&r.code_key),
         format!("{REDEMPTION_SK_PREFIX}{}", r.user_id),
     );
@@ -828,16 +821,10 @@ impl DynamoStore {
     }
 
     async fn batch_plan(&self, batch_id: &BatchId) -> Result<Vec<GeneratedCode>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(batch_pk(batch_id), PLAN_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        codes_from_plan(out.item().ok_or_else(|| corrupt("batch without plan"))?)
+        let plan = self
+            .get_consistent(keys::item_key(batch_pk(batch_id), PLAN_SK))
+            .await?;
+        codes_from_plan(&plan.ok_or_else(|| corrupt("batch without plan"))?)
     }
 
     /// Writes the codes from `written` on, chunk by chunk; each chunk commits
@@ -860,7 +847,7 @@ impl DynamoStore {
             let end = (written + CHUNK).min(codes.len());
             let progress = Update::builder()
                 .table_name(self.table())
-                .set_key(Some(key_of(batch_pk(batch_id), BATCH_SK)))
+                .set_key(Some(keys::item_key(batch_pk(batch_id), BATCH_SK)))
                 .update_expression("SET #written = :new, #complete = :complete")
                 .condition_expression("#written = :old AND #fp = :fp")
                 .expression_attribute_names("#written", "written")
@@ -881,7 +868,7 @@ impl DynamoStore {
                 actions.push(update_action(
                     Update::builder()
                         .table_name(self.table())
-                        .set_key(Some(key_of(batch_pk(batch_id), PLAN_SK)))
+                        .set_key(Some(keys::item_key(batch_pk(batch_id), PLAN_SK)))
                         .update_expression("SET #codes = :codes")
                         .expression_attribute_names("#codes", "codes")
                         .expression_attribute_values(":codes", codes_attr(&codes))
@@ -954,16 +941,11 @@ impl DynamoStore {
 
     /// The code stored under `key`, read strongly consistent.
     pub async fn redemption_code(&self, key: &CodeKey) -> Result<Option<RedemptionCode>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(code_key_item(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item().map(code_from_item).transpose()
+        self.get_consistent(code_key_item(key))
+            .await?
+            .as_ref()
+            .map(code_from_item)
+            .transpose()
     }
 
     /// Enables or disables a code, with its audit entry in the same write.
@@ -1531,8 +1513,8 @@ impl DynamoStore {
     async fn redeem_snapshot(&self, user: &UserId, code: &CodeKey) -> Result<Snapshot, Error> {
         let wanted = vec![
             code_key_item(code),
-            key_of(code_pk(code), format!("{REDEMPTION_SK_PREFIX}{user}")),
-            key_of(keys::user_pk(user.as_str()), STATS_SK),
+            keys::item_key(code_pk(code), format!("{REDEMPTION_SK_PREFIX}{user}")),
+            keys::item_key(keys::user_pk(user.as_str()), STATS_SK),
         ];
         let mut pending = Some(
             KeysAndAttributes::builder()
@@ -1591,16 +1573,11 @@ impl DynamoStore {
         user: &UserId,
         plan: &PlanId,
     ) -> Result<Option<Subscription>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(keys::user_pk(user.as_str()), sub_sk(plan))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item().map(subscription_from_item).transpose()
+        self.get_consistent(keys::item_key(keys::user_pk(user.as_str()), sub_sk(plan)))
+            .await?
+            .as_ref()
+            .map(subscription_from_item)
+            .transpose()
     }
 
     /// `used_count + 1`, only while the code is redeemable at `now`.
@@ -1656,7 +1633,7 @@ impl DynamoStore {
         read: i64,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, Error> {
-        let key = key_of(keys::user_pk(user.as_str()), STATS_SK);
+        let key = keys::item_key(keys::user_pk(user.as_str()), STATS_SK);
         let update = Update::builder()
             .table_name(self.table())
             .set_key(Some(key))
@@ -1687,7 +1664,7 @@ impl DynamoStore {
         current: Option<&Subscription>,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, Error> {
-        let key = key_of(keys::user_pk(user.as_str()), sub_sk(&change.plan_id));
+        let key = keys::item_key(keys::user_pk(user.as_str()), sub_sk(&change.plan_id));
         Ok(match current {
             None => {
                 let mut item = key;
@@ -1779,7 +1756,10 @@ impl DynamoStore {
         self.client()
             .update_item()
             .table_name(self.table())
-            .set_key(Some(key_of(keys::user_pk(user.as_str()), fail_sk(minute))))
+            .set_key(Some(keys::item_key(
+                keys::user_pk(user.as_str()),
+                fail_sk(minute),
+            )))
             .update_expression("ADD #count :one SET #minute = :minute, #ttl = :ttl")
             .expression_attribute_names("#count", "count")
             .expression_attribute_names("#minute", "minute")

@@ -27,7 +27,7 @@ use super::attr::{self, Item};
 use super::credits::{CreditStore, CREDIT_BACKOFF};
 use super::quota::window_attr;
 use super::txn::{Backoff, CancelReason, TxnFailure};
-use super::{keys, unavailable, DynamoStore};
+use super::{keys, DynamoStore};
 use crate::domain::credits::{Account, Applied, Change};
 use crate::domain::usage::{
     write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite,
@@ -614,18 +614,11 @@ impl DynamoStore {
     /// The fingerprint of the record holding `event`'s id, if there is one
     /// (strongly consistent; only for engines that do not return `ALL_OLD`).
     async fn event_record_fingerprint(&self, event: &UsageEvent) -> Result<Option<String>, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(keys::PK, attr::s(keys::event_pk(event.event_id.as_str())))
-            .key(keys::SK, attr::s(keys::EVENT_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out
-            .item()
+        let key = keys::item_key(keys::event_pk(event.event_id.as_str()), keys::EVENT_SK);
+        Ok(self
+            .get_consistent(key)
+            .await?
+            .as_ref()
             .and_then(|item| attr::opt_s(item, FINGERPRINT))
             .map(str::to_string))
     }
@@ -636,18 +629,12 @@ impl DynamoStore {
         user: &UserId,
         platform: &Platform,
     ) -> Result<StoredStarts, Error> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(keys::PK, attr::s(keys::user_pk(user.as_str())))
-            .key(keys::SK, attr::s(keys::quota_sk(platform.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item() {
-            Some(item) => starts_from_item(item),
+        let key = keys::item_key(
+            keys::user_pk(user.as_str()),
+            keys::quota_sk(platform.as_str()),
+        );
+        match self.get_consistent(key).await? {
+            Some(item) => starts_from_item(&item),
             None => Ok([None; 3]),
         }
     }
