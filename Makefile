@@ -48,6 +48,7 @@ ci: fmt-check cfn-lint lint test
 # Ingest throughput and DynamoDB requests / write units per event (ratios where
 # possible): SPENDGUARD_BENCH_SCALE=0.1 for a quicker run.
 bench:
+	$(CARGO) bench -p spendguard-tests --bench check --locked
 	$(CARGO) bench -p spendguard-tests --bench ingest --locked
 
 # The integration suite, unchanged, against a second engine (moto, single-threaded).
