@@ -149,5 +149,10 @@ watch: .cargo-lambda
 	$(WITH_TOOLS) $(CARGO) lambda watch
 
 # make invoke FN=usage-ingest EVENT=events/sqs-usage-batch.json
+# Sends to the Lambda Invoke API on 127.0.0.1:9000: `make run` serves it for every
+# function (and `make watch`, cargo-lambda's own emulator, on the same port).
+INVOKE_ADDRESS ?= 127.0.0.1
+INVOKE_PORT ?= 9000
 invoke: .cargo-lambda
-	$(WITH_TOOLS) $(CARGO) lambda invoke "$(FN)" --data-file "$(EVENT)"
+	$(WITH_TOOLS) $(CARGO) lambda invoke "$(FN)" --data-file "$(EVENT)" \
+		--invoke-address $(INVOKE_ADDRESS) --invoke-port $(INVOKE_PORT)
