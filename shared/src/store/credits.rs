@@ -128,7 +128,8 @@ fn get_u64(item: &Item, name: &str) -> Result<u64, Error> {
         .ok_or_else(|| Error::Internal(format!("stored attribute {name}: not a sequence number")))
 }
 
-fn account_from_item(user: &UserId, item: &Item) -> Result<Account, Error> {
+/// The account stored in `item` (also an `ALL_OLD` item of a failed condition).
+pub(crate) fn account_from_item(user: &UserId, item: &Item) -> Result<Account, Error> {
     Ok(Account {
         user_id: user.clone(),
         available: attr::get_i64(item, "available")?,

@@ -704,22 +704,10 @@ fn write_token(
     uuid::Uuid::new_v5(&TOKEN_NAMESPACE, text.as_bytes()).to_string()
 }
 
-/// The account in a failed condition's `ALL_OLD` item (layout of
-/// `store/credits.rs`); `None` when anything is off, and the caller reads it.
+/// The account in a failed condition's `ALL_OLD` item; `None` when anything is
+/// off, and the caller reads it afresh.
 fn account_from_all_old(user: &UserId, item: &Item) -> Option<Account> {
-    let int = |name: &str| attr::opt_i64(item, name).ok().flatten();
-    Some(Account {
-        user_id: user.clone(),
-        available: int("available")?,
-        total: int("total")?,
-        used: int("used")?,
-        seq: attr::opt_n(item, "seq")?.parse().ok()?,
-        updated_at: Some(
-            DateTime::parse_from_rfc3339(attr::opt_s(item, "updated_at")?)
-                .ok()?
-                .with_timezone(&Utc),
-        ),
-    })
+    super::credits::account_from_item(user, item).ok()
 }
 
 /// The `consume` ledger change of a usage event: the entry's id and reference
