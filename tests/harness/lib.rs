@@ -197,6 +197,37 @@ impl TestEnv {
         }
     }
 
+    /// The user's available credits, read from the store.
+    pub async fn available(&self, user: &str) -> i64 {
+        use spendguard_core::store::CreditStore;
+        self.store
+            .credit_account(&spendguard_core::domain::UserId::parse(user).expect("user id"))
+            .await
+            .expect("account read")
+            .available
+    }
+
+    /// The user's whole ledger through the admin API, every page, oldest first.
+    pub async fn full_ledger(&self, user: &str) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/admin/users/{user}/credits/transactions?limit=100");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let res = self.get(&path).as_admin().send().await;
+            res.assert_status(200);
+            entries.extend(res.body["items"].as_array().expect("items").iter().cloned());
+            match res.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        entries.reverse();
+        entries
+    }
+
     /// Invokes a function through the Lambda Invoke API with a raw event.
     pub async fn invoke(&self, function: &str, event: &Value) -> TestResponse {
         TestResponse::from(

@@ -33,27 +33,6 @@ async fn adjust_with_key(env: &TestEnv, user: &str, key: &str, body: &Value) -> 
         .await
 }
 
-/// The whole ledger of `user`, oldest first, through the admin API's pages.
-async fn full_ledger(env: &TestEnv, user: &str) -> Vec<Value> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/admin/users/{user}/credits/transactions?limit=100");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_admin().send().await;
-        res.assert_status(200);
-        entries.extend(res.body["items"].as_array().unwrap().iter().cloned());
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
-    entries.reverse();
-    entries
-}
-
 async fn account(env: &TestEnv, user: &str) -> Value {
     let res = env
         .get(&format!("/v1/admin/users/{user}/credits"))
@@ -173,7 +152,7 @@ async fn apply_target_and_delta_write_ledger_and_audit() {
         assert!(items[0].get(key).is_some(), "ledger entry lacks {key}");
     }
     assert_chain(
-        &full_ledger(&env, "alice").await,
+        &env.full_ledger("alice").await,
         &account(&env, "alice").await,
     );
 
@@ -274,7 +253,7 @@ async fn adjustment_of_zero_writes_no_ledger_entry() {
     assert_eq!(res.body["transaction_id"], Value::Null);
     let res = adjust(&env, "alice", json!({"delta": 0, "reason": "nothing"})).await;
     res.assert_status(200);
-    assert_eq!(full_ledger(&env, "alice").await.len(), 1);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
     assert_eq!(account(&env, "alice").await["seq"], 1);
 }
 
@@ -611,7 +590,7 @@ async fn idempotency_key_replays_and_refuses_a_different_body() {
         .await
         .assert_status(200);
     assert_eq!(account(&env, "alice").await["available"], 500);
-    assert_eq!(full_ledger(&env, "alice").await.len(), 2);
+    assert_eq!(env.full_ledger("alice").await.len(), 2);
     // Keys are per admin: another admin's "key-1" is a fresh key.
     let other_admin = env
         .post(&adjust_path("alice"))
@@ -695,7 +674,7 @@ async fn in_progress_key_is_409_until_its_expiry() {
         AdjustResult::Applied(outcome) => panic!("applied twice: {outcome:?}"),
     }
     assert_eq!(account(&env, "alice").await["available"], 40);
-    assert_eq!(full_ledger(&env, "alice").await.len(), 1);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -735,7 +714,7 @@ async fn same_idempotency_key_twenty_times_concurrently_applies_once() {
     }
     assert_eq!(applied, 1, "replayed {replayed}, in use {in_use}");
     assert_eq!(replayed + in_use, 19);
-    let ledger = full_ledger(&env, "alice").await;
+    let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), 1);
     assert_eq!(account(&env, "alice").await["available"], 75);
     // Afterwards, every retry is a replay of the one effect.
@@ -800,7 +779,7 @@ async fn concurrent_adjusts_and_usage_debits_keep_a_gap_free_chain() {
         consumed += task.await.unwrap().expect("usage debit commits");
         written += 1;
     }
-    let ledger = full_ledger(&env, "alice").await;
+    let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), written);
     let acct = account(&env, "alice").await;
     assert_chain(&ledger, &acct);
@@ -983,6 +962,6 @@ async fn an_applied_adjustment_answers_the_timestamps_later_reads_show() {
     res.assert_status(200);
     let read = account(&env, "alice").await;
     assert_eq!(res.body["account"]["updated_at"], read["updated_at"]);
-    let ledger = full_ledger(&env, "alice").await;
+    let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger[0]["created_at"], read["updated_at"]);
 }

@@ -6,7 +6,7 @@ use spendguard_admin::{
     run, Terminal, EXIT_INSUFFICIENT, EXIT_NOT_CONFIRMED, EXIT_OK, EXIT_STORE, EXIT_USAGE,
 };
 use spendguard_core::domain::UserId;
-use spendguard_core::store::{AuditFilter, AuditStore, CreditStore};
+use spendguard_core::store::{AuditFilter, AuditStore};
 use spendguard_core::{Deps, DynamoStore};
 use spendguard_tests::TestEnv;
 use std::collections::VecDeque;
@@ -71,27 +71,6 @@ async fn cli_yes(deps: &Deps, args: &[&str]) -> Run {
     cli(deps, &mut Scripted::not_a_terminal(), args).await
 }
 
-async fn available(env: &TestEnv, user: &str) -> i64 {
-    env.store
-        .credit_account(&UserId::parse(user).unwrap())
-        .await
-        .unwrap()
-        .available
-}
-
-async fn ledger_len(env: &TestEnv, user: &str) -> usize {
-    let page = spendguard_core::api::PageRequest {
-        limit: 100,
-        cursor: None,
-    };
-    env.store
-        .credit_ledger(&UserId::parse(user).unwrap(), &page)
-        .await
-        .unwrap()
-        .items
-        .len()
-}
-
 #[tokio::test]
 async fn set_asks_then_applies_and_records_audit() {
     let env = TestEnv::new().await;
@@ -119,7 +98,7 @@ async fn set_asks_then_applies_and_records_audit() {
         r.out
     );
     assert!(r.out.contains("Verified: available credits are now 5000"));
-    assert_eq!(available(&env, "alice").await, 5000);
+    assert_eq!(env.available("alice").await, 5000);
 
     let audit = env
         .store
@@ -162,10 +141,10 @@ async fn declining_or_no_terminal_writes_nothing() {
     let r = cli_yes(&deps, &["credits", "add", "alice", "10"]).await;
     assert_eq!(r.code, EXIT_NOT_CONFIRMED, "{}", r.err);
     assert!(r.err.contains("--yes"), "{}", r.err);
-    assert_eq!(ledger_len(&env, "alice").await, 0);
+    assert_eq!(env.full_ledger("alice").await.len(), 0);
     let r = cli_yes(&deps, &["credits", "add", "alice", "10", "--yes"]).await;
     assert_eq!(r.code, EXIT_OK, "{}", r.err);
-    assert_eq!(available(&env, "alice").await, 10);
+    assert_eq!(env.available("alice").await, 10);
 }
 
 #[tokio::test]
@@ -173,7 +152,7 @@ async fn check_and_dry_run_write_nothing() {
     let env = TestEnv::new().await;
     let deps = env.deps();
     cli_yes(&deps, &["credits", "set", "alice", "700", "-y"]).await;
-    let before = ledger_len(&env, "alice").await;
+    let before = env.full_ledger("alice").await.len();
     let r = cli_yes(&deps, &["credits", "set", "alice", "100000", "-c"]).await;
     assert_eq!(r.code, EXIT_OK);
     assert!(r.out.contains("Current credits: 700"), "{}", r.out);
@@ -186,8 +165,8 @@ async fn check_and_dry_run_write_nothing() {
     assert!(r.out.contains("+99300 (from 700 to 100000)"), "{}", r.out);
     let r = cli_yes(&deps, &["credits", "add", "alice", "-200", "--dry-run"]).await;
     assert!(r.out.contains("-200 (from 700 to 500)"), "{}", r.out);
-    assert_eq!(available(&env, "alice").await, 700);
-    assert_eq!(ledger_len(&env, "alice").await, before);
+    assert_eq!(env.available("alice").await, 700);
+    assert_eq!(env.full_ledger("alice").await.len(), before);
     let r = cli_yes(&deps, &["credits", "set", "alice", "1", "-c", "--dry-run"]).await;
     assert_eq!(r.code, EXIT_USAGE, "check and dry-run exclude each other");
 }
@@ -203,13 +182,13 @@ async fn deduction_below_zero_is_refused_without_force() {
     assert!(r.err.contains("--force"), "{}", r.err);
     let r = cli_yes(&deps, &["credits", "add", "alice", "-150", "--dry-run"]).await;
     assert_eq!(r.code, EXIT_INSUFFICIENT);
-    assert_eq!(available(&env, "alice").await, 100);
-    assert_eq!(ledger_len(&env, "alice").await, 1);
+    assert_eq!(env.available("alice").await, 100);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
 
     let r = cli_yes(&deps, &["credits", "add", "alice", "-150", "--force", "-y"]).await;
     assert_eq!(r.code, EXIT_OK, "{}", r.err);
     assert!(r.err.contains("warning: --force"), "{}", r.err);
-    assert_eq!(available(&env, "alice").await, -50);
+    assert_eq!(env.available("alice").await, -50);
     // Setting a target is never a deduction below zero.
     let r = cli_yes(&deps, &["credits", "set", "alice", "0", "-y"]).await;
     assert_eq!(r.code, EXIT_OK);
@@ -282,7 +261,7 @@ async fn invalid_arguments_exit_2_without_writing() {
         assert_eq!(r.code, EXIT_USAGE, "{args:?}: {} {}", r.out, r.err);
         assert!(r.err.contains(needle), "{args:?}: {}", r.err);
     }
-    assert_eq!(ledger_len(&env, "alice").await, 0);
+    assert_eq!(env.full_ledger("alice").await.len(), 0);
     let r = cli_yes(&deps, &["--help"]).await;
     assert_eq!(r.code, EXIT_OK);
     assert!(r.out.contains("credits"));

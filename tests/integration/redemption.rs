@@ -73,27 +73,6 @@ async fn used_count(env: &TestEnv, code: &str) -> i64 {
     get_code(env, code).await["used_count"].as_i64().unwrap()
 }
 
-async fn balance(env: &TestEnv, user: &str) -> i64 {
-    env.store
-        .credit_account(&UserId::parse(user).unwrap())
-        .await
-        .unwrap()
-        .available
-}
-
-async fn ledger_len(env: &TestEnv, user: &str) -> usize {
-    let page = PageRequest {
-        limit: 100,
-        cursor: None,
-    };
-    env.store
-        .credit_ledger(&UserId::parse(user).unwrap(), &page)
-        .await
-        .unwrap()
-        .items
-        .len()
-}
-
 async fn items(env: &TestEnv, user: &str, path: &str) -> Vec<Value> {
     let res = env.get(path).as_user(user).send().await;
     res.assert_status(200);
@@ -707,7 +686,7 @@ async fn redeem_grants_credits_and_subscription_in_one_go() {
         json!({"plan_id": "pro", "unit": "month", "quantity": 1,
                "previous_expires_at": null, "expires_at": "2026-06-10T08:00:00Z"})
     );
-    assert_eq!(balance(&env, "alice").await, 100);
+    assert_eq!(env.available("alice").await, 100);
     let ledger = env
         .store
         .credit_ledger(
@@ -791,7 +770,7 @@ async fn subscription_only_codes_grant_no_credits() {
     assert_eq!(res.body["credits_granted"], 0);
     assert_eq!(res.body["balance_after"], 0);
     assert_eq!(res.body["transaction_id"], Value::Null);
-    assert_eq!(ledger_len(&env, "carol").await, 0);
+    assert_eq!(env.full_ledger("carol").await.len(), 0);
     assert_eq!(items(&env, "carol", "/v1/me/subscriptions").await.len(), 1);
 }
 
@@ -837,8 +816,8 @@ async fn each_refusal_has_its_contract_code_and_writes_nothing_else() {
         let after = env.table_snapshot().await;
         assert_only_failure_counter_changed(&before, &after, "alice");
     }
-    assert_eq!(balance(&env, "alice").await, 7);
-    assert_eq!(ledger_len(&env, "alice").await, 1);
+    assert_eq!(env.available("alice").await, 7);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
     assert_eq!(used_count(&env, &disabled).await, 0);
     assert_eq!(used_count(&env, &expiring).await, 0);
     assert_eq!(used_count(&env, &exhausted).await, 1);
@@ -884,14 +863,14 @@ async fn more_than_twenty_failures_an_hour_are_refused_with_429() {
     assert_eq!(res.headers["retry-after"], "2700");
     assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
     assert_eq!(used_count(&env, &good).await, 0);
-    assert_eq!(balance(&env, "mallory").await, 0);
+    assert_eq!(env.available("mallory").await, 0);
     // Other users are not affected.
     redeem(&env, "alice", &good).await.assert_status(201);
     // An hour after the failures began, the oldest have left the window.
     env.clock.set(start + Duration::minutes(60));
     let res = redeem(&env, "mallory", &good).await;
     res.assert_status(201);
-    assert_eq!(balance(&env, "mallory").await, 10);
+    assert_eq!(env.available("mallory").await, 10);
 }
 
 #[tokio::test]
@@ -945,7 +924,7 @@ async fn idempotency_key_replays_the_first_answer() {
     again.assert_status(201);
     assert_eq!(again.headers[REPLAYED], "true");
     assert_eq!(again.body, first.body);
-    assert_eq!(balance(&env, "frank").await, 40);
+    assert_eq!(env.available("frank").await, 40);
     assert_eq!(used_count(&env, &code).await, 1);
     // Same key, other body → 422.
     send("redeem-1", "OTHER-CODE".into())
@@ -973,7 +952,7 @@ async fn idempotency_key_replays_the_first_answer() {
         .await
         .assert_status(200);
     send("redeem-3", later).await.assert_status(201);
-    assert_eq!(balance(&env, "frank").await, 45);
+    assert_eq!(env.available("frank").await, 45);
 }
 
 // ---------------------------------------------------------------------------
@@ -1019,10 +998,10 @@ async fn two_hundred_users_race_for_fifty_uses() {
     let mut ledger_entries = 0;
     for i in 0..200 {
         let user = format!("racer-{i:03}");
-        let entries = ledger_len(&env, &user).await;
+        let entries = env.full_ledger(&user).await.len();
         let expected = usize::from(winners.contains(&user));
         assert_eq!(entries, expected, "{user}");
-        assert_eq!(balance(&env, &user).await, 25 * expected as i64, "{user}");
+        assert_eq!(env.available(&user).await, 25 * expected as i64, "{user}");
         ledger_entries += entries;
     }
     assert_eq!(ledger_entries, 50);
@@ -1109,8 +1088,8 @@ async fn one_user_many_times(with_key: bool) {
     for replay in &replays {
         assert_eq!(replay, &originals[0]);
     }
-    assert_eq!(balance(&env, "gina").await, 9);
-    assert_eq!(ledger_len(&env, "gina").await, 1);
+    assert_eq!(env.available("gina").await, 9);
+    assert_eq!(env.full_ledger("gina").await.len(), 1);
     assert_eq!(used_count(&env, &code).await, 1);
     assert_eq!(items(&env, "gina", REDEEM).await.len(), 1);
 }
@@ -1158,8 +1137,8 @@ async fn correctness_never_depends_on_the_lock() {
         }
     }
     assert_eq!(redeemed, 1);
-    assert_eq!(balance(&env, "ivan").await, 11);
-    assert_eq!(ledger_len(&env, "ivan").await, 1);
+    assert_eq!(env.available("ivan").await, 11);
+    assert_eq!(env.full_ledger("ivan").await.len(), 1);
     assert_eq!(used_count(&env, &code).await, 1);
 }
 
@@ -1189,8 +1168,8 @@ async fn concurrent_redemptions_of_one_user_all_count() {
         new_flags += usize::from(res.body["is_new"] == true);
     }
     assert_eq!(new_flags, 1);
-    assert_eq!(balance(&env, "judy").await, 15);
-    assert_eq!(ledger_len(&env, "judy").await, 5);
+    assert_eq!(env.available("judy").await, 15);
+    assert_eq!(env.full_ledger("judy").await.len(), 5);
     let subs = items(&env, "judy", "/v1/me/subscriptions").await;
     assert_eq!(subs[0]["expires_at"], "2026-08-15T00:00:00Z");
 }

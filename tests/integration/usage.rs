@@ -705,27 +705,6 @@ async fn credit_account(env: &TestEnv, user: &str) -> Value {
     res.body
 }
 
-/// The whole ledger of `user`, oldest first.
-async fn ledger(env: &TestEnv, user: &str) -> Vec<Value> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/v1/me/credits/transactions?limit=100".to_string();
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_user(user).send().await;
-        res.assert_status(200);
-        entries.extend(res.body["items"].as_array().unwrap().iter().cloned());
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
-    entries.reverse();
-    entries
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credits_are_debited_once_in_the_same_write_under_redelivery() {
     let env = Arc::new(env_at("2026-11-21T12:00:00Z", "UTC").await);
@@ -773,7 +752,7 @@ async fn credits_are_debited_once_in_the_same_write_under_redelivery() {
     assert_eq!(acct["available"], 100 - spent, "{acct}");
     assert_eq!(acct["used"], spent, "{acct}");
     assert_eq!(acct["total"], 100, "{acct}");
-    let entries = ledger(&env, "lee").await;
+    let entries = env.full_ledger("lee").await;
     assert_eq!(entries.len(), 1 + with_credits.len());
     let mut previous_after = 0;
     let mut consumed = HashSet::new();
@@ -811,7 +790,7 @@ async fn usage_credits_may_take_the_balance_below_zero() {
         (acct["available"].as_i64(), acct["used"].as_i64()),
         (Some(-2), Some(7))
     );
-    let entries = ledger(&env, "max").await;
+    let entries = env.full_ledger("max").await;
     let last = entries.last().unwrap();
     assert_eq!(last["type"], "consume");
     assert_eq!(last["amount"], -7);
@@ -836,7 +815,7 @@ async fn usage_credits_may_take_the_balance_below_zero() {
         &[body_with_credits("zero-1", "nia", "openai", "0.5", 0, t)],
     )
     .await;
-    assert_eq!(ledger(&env, "nia").await.len(), 1);
+    assert_eq!(env.full_ledger("nia").await.len(), 1);
     assert_eq!(usage(&env, "nia", "openai").await, [usd("1"); 3]);
 }
 

@@ -3,8 +3,9 @@
 //! Admin writes are rare, so one partition is far below its write limit.
 
 use super::attr::{self, Item};
+use super::list::{Filter, ListQuery};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Cursor, Page, PageRequest};
+use crate::api::{Page, PageRequest};
 use crate::domain::audit::AuditEntry;
 use crate::domain::UserId;
 use crate::error::Error;
@@ -67,7 +68,6 @@ impl AuditStore for DynamoStore {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, Error> {
-        let limit = usize::try_from(page.limit).unwrap_or(1).max(1);
         let (index, partition) = match &filter.user_id {
             Some(user) => (
                 Some(keys::GSI1),
@@ -75,103 +75,19 @@ impl AuditStore for DynamoStore {
             ),
             None => (None, (keys::PK, AUDIT_PK.to_string())),
         };
-        let mut start = page
-            .cursor
-            .as_ref()
-            .map(|c| audit_start_key(c, index.is_some(), &partition))
-            .transpose()?;
-        // One item past the page tells whether another page exists, so the last
-        // page says `next_cursor: null`. A filter drops items after `Limit`
-        // counted them: read a full page's worth per request.
-        let mut items: Vec<Item> = Vec::new();
-        for _ in 0..MAX_LIST_QUERIES {
-            let wanted = limit + 1 - items.len();
-            let evaluate = if filter.action.is_some() {
-                wanted.max(FILTERED_READ)
-            } else {
-                wanted
-            };
-            let mut query = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .set_index_name(index.map(str::to_string))
-                .scan_index_forward(false)
-                .limit(i32::try_from(evaluate).unwrap_or(i32::MAX))
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", partition.0)
-                .expression_attribute_values(":pk", attr::s(&partition.1))
-                .set_exclusive_start_key(start.take());
-            if let Some(action) = &filter.action {
-                query = query
-                    .filter_expression("#action = :action")
-                    .expression_attribute_names("#action", "action")
-                    .expression_attribute_values(":action", attr::s(action));
-            }
-            let out = query.send().await.map_err(unavailable)?;
-            items.extend(out.items().iter().cloned());
-            start = out.last_evaluated_key().cloned();
-            if items.len() > limit || start.is_none() {
-                break;
-            }
-        }
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| item_key(last, index.is_some()))
-        } else {
-            start
+        let query = ListQuery {
+            index,
+            partition,
+            sort_prefix: None,
+            descending: true,
+            filter: filter
+                .action
+                .as_deref()
+                .map(|action| Filter::equals("action", action)),
+            consistent: false,
         };
-        let entries = items
-            .iter()
-            .map(audit_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::new(entries, next.as_ref().map(attr::cursor_of)))
+        self.list_page(query, page, audit_from_item).await
     }
-}
-
-/// Queries one list page may send before answering with a cursor.
-const MAX_LIST_QUERIES: usize = 10;
-/// Items a filtered query evaluates per request.
-const FILTERED_READ: usize = 100;
-
-/// The key attributes of an audit item, as a cursor names them.
-fn item_key(item: &Item, on_index: bool) -> Item {
-    let names: &[&str] = if on_index {
-        &[keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK]
-    } else {
-        &[keys::PK, keys::SK]
-    };
-    names
-        .iter()
-        .filter_map(|n| Some((n.to_string(), item.get(*n)?.clone())))
-        .collect()
-}
-
-/// The start key of a cursor, refused (400) unless it has exactly the key
-/// attributes of this list, non-empty, in its partition: anything else would
-/// reach DynamoDB as a validation error, i.e. a 5xx.
-fn audit_start_key(
-    cursor: &Cursor,
-    on_index: bool,
-    partition: &(&'static str, String),
-) -> Result<Item, Error> {
-    let names: &[&str] = if on_index {
-        &[keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK]
-    } else {
-        &[keys::PK, keys::SK]
-    };
-    let ok = cursor.0.len() == names.len()
-        && names
-            .iter()
-            .all(|n| cursor.0.get(*n).is_some_and(|v| !v.is_empty()))
-        && cursor.0.get(keys::PK).map(String::as_str) == Some(AUDIT_PK)
-        && cursor.0.get(partition.0) == Some(&partition.1);
-    if !ok {
-        return Err(Error::InvalidRequest(
-            "cursor is not one this list returned".into(),
-        ));
-    }
-    Ok(attr::start_key(cursor))
 }
 
 fn sort_key(entry: &AuditEntry) -> String {

@@ -19,9 +19,10 @@
 
 use super::attr::{self, Item};
 use super::idempotency::{Claim, Lease, StoredResponse};
+use super::list::ListQuery;
 use super::txn::{Backoff, CancelReason, TxnFailure};
-use super::{keys, unavailable, AuditStore, DynamoStore};
-use crate::api::{Cursor, Page, PageRequest};
+use super::{keys, AuditStore, DynamoStore};
+use crate::api::{Page, PageRequest};
 use crate::clock::Clock;
 use crate::domain::audit::{Actor, AuditEntry, ADMIN_ADJUST_CREDITS};
 use crate::domain::credits::{
@@ -210,57 +211,15 @@ impl CreditStore for DynamoStore {
         user: &UserId,
         page: &PageRequest,
     ) -> Result<Page<LedgerEntry>, Error> {
-        let pk = keys::user_pk(user.as_str());
-        // One more than asked, so the last page says so (`next_cursor: null`).
-        let mut query = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .consistent_read(true)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", keys::PK)
-            .expression_attribute_names("#sk", keys::SK)
-            .expression_attribute_values(":pk", attr::s(&pk))
-            .expression_attribute_values(":prefix", attr::s(keys::LEDGER_SK_PREFIX))
-            .scan_index_forward(false)
-            .limit(page.limit.saturating_add(1));
-        if let Some(cursor) = &page.cursor {
-            let valid = cursor.0.len() == 2
-                && cursor.0.get(keys::PK) == Some(&pk)
-                && cursor
-                    .0
-                    .get(keys::SK)
-                    .is_some_and(|sk| sk.starts_with(keys::LEDGER_SK_PREFIX));
-            if !valid {
-                return Err(Error::InvalidRequest(
-                    "cursor is not one this list returned".into(),
-                ));
-            }
-            query = query.set_exclusive_start_key(Some(attr::start_key(cursor)));
-        }
-        let out = query.send().await.map_err(unavailable)?;
-        let mut items = out
-            .items()
-            .iter()
-            .map(ledger_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let limit = usize::try_from(page.limit).unwrap_or(0);
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| {
-                Cursor(
-                    [
-                        (keys::PK.to_string(), pk.clone()),
-                        (keys::SK.to_string(), keys::ledger_sk(last.seq)),
-                    ]
-                    .into(),
-                )
-            })
-        } else {
-            // A response cut short by size still says where to go on.
-            out.last_evaluated_key().map(attr::cursor_of)
+        let query = ListQuery {
+            index: None,
+            partition: (keys::PK, keys::user_pk(user.as_str())),
+            sort_prefix: Some((keys::SK, keys::LEDGER_SK_PREFIX.to_string())),
+            descending: true,
+            filter: None,
+            consistent: true,
         };
-        Ok(Page::new(items, next))
+        self.list_page(query, page, ledger_from_item).await
     }
 }
 

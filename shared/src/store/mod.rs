@@ -9,6 +9,7 @@ pub mod credits;
 mod fake;
 pub mod idempotency;
 pub mod keys;
+pub(crate) mod list;
 pub mod lock;
 mod quota;
 pub mod redemption;
