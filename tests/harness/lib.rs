@@ -207,23 +207,42 @@ impl TestEnv {
             .available
     }
 
-    /// The user's whole ledger through the admin API, every page, oldest first.
-    pub async fn full_ledger(&self, user: &str) -> Vec<Value> {
-        let mut entries = Vec::new();
+    /// `GET /v1/me/quotas/{platform}/check` as `user`: the Check body (asserts 200).
+    pub async fn check_mine(&self, user: &str, platform: &str) -> Value {
+        let res = self
+            .get(&format!("/v1/me/quotas/{platform}/check"))
+            .as_user(user)
+            .send()
+            .await;
+        res.assert_status(200);
+        res.body
+    }
+
+    /// Every page of an admin list (`path` has its query and `limit`), following
+    /// `next_cursor` until it is null; each page's items, in order.
+    pub async fn admin_pages(&self, path: &str) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut path = format!("/v1/admin/users/{user}/credits/transactions?limit=100");
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let res = self.get(&path).as_admin().send().await;
+            assert!(pages.len() < 200, "{path}: the cursor never ends");
+            let page_path = match &cursor {
+                Some(c) => format!("{path}&cursor={c}"),
+                None => path.to_string(),
+            };
+            let res = self.get(&page_path).as_admin().send().await;
             res.assert_status(200);
-            entries.extend(res.body["items"].as_array().expect("items").iter().cloned());
+            pages.push(res.body["items"].as_array().expect("items").clone());
             match res.body["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
-                None => break,
+                None => return pages,
             }
         }
+    }
+
+    /// The user's whole ledger through the admin API, every page, oldest first.
+    pub async fn full_ledger(&self, user: &str) -> Vec<Value> {
+        let path = format!("/v1/admin/users/{user}/credits/transactions?limit=100");
+        let mut entries: Vec<Value> = self.admin_pages(&path).await.concat();
         entries.reverse();
         entries
     }

@@ -121,16 +121,6 @@ async fn init(env: &TestEnv, user: &str, source: &str) -> TestResponse {
     res
 }
 
-async fn check_mine(env: &TestEnv, user: &str, platform: &str) -> Value {
-    let res = env
-        .get(&format!("/v1/me/quotas/{platform}/check"))
-        .as_user(user)
-        .send()
-        .await;
-    res.assert_status(200);
-    res.body
-}
-
 // --- the limit semantics table ---
 
 #[tokio::test]
@@ -176,7 +166,7 @@ async fn limit_semantics_table_through_the_check_api() {
     .await;
 
     // Unset: any usage is allowed.
-    let c = check_mine(&env, "alice", "openai").await;
+    let c = env.check_mine("alice", "openai").await;
     assert_eq!(c["allowed"], true, "{c}");
     assert_eq!(c["reason"], Value::Null);
     assert_eq!(c["retry_after_seconds"], Value::Null);
@@ -184,14 +174,14 @@ async fn limit_semantics_table_through_the_check_api() {
     assert_eq!(c["windows"]["daily"]["remaining_usd"], Value::Null);
 
     // 0: disabled even at zero usage, and waiting does not help.
-    let c = check_mine(&env, "alice", "anthropic").await;
+    let c = env.check_mine("alice", "anthropic").await;
     assert_eq!(c["allowed"], false, "{c}");
     assert_eq!(c["reason"], "platform_disabled");
     assert_eq!(c["retry_after_seconds"], Value::Null);
     assert_eq!(c["windows"]["daily"]["usage_usd"], "0");
 
     // Cap reached: denied with the window's reason until its reset.
-    let c = check_mine(&env, "alice", "gemini").await;
+    let c = env.check_mine("alice", "gemini").await;
     assert_eq!(c["allowed"], false, "{c}");
     assert_eq!(c["reason"], "daily_quota_exhausted");
     assert_eq!(c["retry_after_seconds"], 14 * 3600);
@@ -200,7 +190,7 @@ async fn limit_semantics_table_through_the_check_api() {
     assert_eq!(c["windows"]["daily"]["resets_at"], "2026-11-22T00:00:00Z");
 
     // Just below the cap: allowed, with the exact remainder.
-    let c = check_mine(&env, "alice", "antigravity").await;
+    let c = env.check_mine("alice", "antigravity").await;
     assert_eq!(c["allowed"], true, "{c}");
     assert_eq!(c["windows"]["monthly"]["remaining_usd"], "0.0000000001");
 
@@ -214,7 +204,7 @@ async fn limit_semantics_table_through_the_check_api() {
         "2026-11-01T00:00:00Z",
     )
     .await;
-    let c = check_mine(&env, "alice", "antigravity").await;
+    let c = env.check_mine("alice", "antigravity").await;
     assert_eq!(c["reason"], "monthly_quota_exhausted", "{c}");
     assert_eq!(
         c["retry_after_seconds"],
@@ -231,7 +221,7 @@ async fn limit_semantics_table_through_the_check_api() {
         "2026-11-16T00:00:00Z",
     )
     .await;
-    let c = check_mine(&env, "alice", "gemini").await;
+    let c = env.check_mine("alice", "gemini").await;
     assert_eq!(c["reason"], "weekly_quota_exhausted", "{c}");
     assert_eq!(c["retry_after_seconds"], 38 * 3600);
     assert_eq!(c["windows"]["weekly"]["remaining_usd"], "0");
@@ -257,7 +247,7 @@ async fn a_check_costs_exactly_one_dynamodb_request() {
     )
     .await;
     let before = env.store.stats().requests();
-    check_mine(&env, "alice", "openai").await;
+    env.check_mine("alice", "openai").await;
     assert_eq!(env.store.stats().requests() - before, 1);
 
     let before = env.store.stats().requests();
@@ -589,7 +579,7 @@ async fn init_fills_a_record_metering_created_and_keeps_its_usage() {
     let openai = platform(&res.body, "openai");
     assert_eq!(openai["daily"]["limit_usd"], "3");
     assert_eq!(openai["daily"]["usage_usd"], "3.25");
-    let c = check_mine(&env, "carol", "openai").await;
+    let c = env.check_mine("carol", "openai").await;
     assert_eq!(c["reason"], "daily_quota_exhausted", "{c}");
 }
 
@@ -701,10 +691,7 @@ async fn replace_all_keeps_usage_and_unlisted_platforms_become_unlimited() {
     // What the store holds is what the response said.
     let stored = env.get("/v1/me/quotas").as_user("alice").send().await;
     assert_eq!(stored.body, res.body);
-    assert_eq!(
-        check_mine(&env, "alice", "anthropic").await["allowed"],
-        true
-    );
+    assert_eq!(env.check_mine("alice", "anthropic").await["allowed"], true);
 
     // An empty list makes everything unlimited.
     let res = replace(&env, "alice", json!([])).await;
@@ -790,7 +777,7 @@ async fn reset_zeroes_exactly_one_window() {
         "2026-11-16T00:00:00Z",
     )
     .await;
-    assert_eq!(check_mine(&env, "alice", "openai").await["allowed"], false);
+    assert_eq!(env.check_mine("alice", "openai").await["allowed"], false);
 
     let reset = |window: Value| {
         env.post("/v1/admin/users/alice/quotas/openai/reset")
@@ -804,7 +791,7 @@ async fn reset_zeroes_exactly_one_window() {
     assert_eq!(openai["daily"]["usage_usd"], "0");
     assert_eq!(openai["daily"]["limit_usd"], "3");
     assert_eq!(openai["weekly"]["usage_usd"], "4");
-    assert_eq!(check_mine(&env, "alice", "openai").await["allowed"], true);
+    assert_eq!(env.check_mine("alice", "openai").await["allowed"], true);
 
     let before = dump(&env).await;
     reset(json!("yearly"))
@@ -877,7 +864,7 @@ async fn window_boundaries_through_the_api() {
         seed_usage(&env, "alice", "openai", window, "1", start).await;
 
         // The last second still belongs to the exhausted window.
-        let c = check_mine(&env, "alice", "openai").await;
+        let c = env.check_mine("alice", "openai").await;
         assert_eq!(c["allowed"], false, "{case}: {c}");
         assert_eq!(c["reason"], format!("{window}_quota_exhausted"), "{case}");
         assert_eq!(c["retry_after_seconds"], 1, "{case}");
@@ -887,7 +874,7 @@ async fn window_boundaries_through_the_api() {
         // The first second of the next window reads as usage 0, without a write.
         env.clock.set(at(first));
         let before = dump(&env).await;
-        let c = check_mine(&env, "alice", "openai").await;
+        let c = env.check_mine("alice", "openai").await;
         assert_eq!(c["allowed"], true, "{case}: {c}");
         assert_eq!(c["windows"][window]["usage_usd"], "0", "{case}");
         assert_eq!(c["windows"][window]["window_start"], first, "{case}");
@@ -925,8 +912,8 @@ async fn users_see_only_their_own_quotas() {
     assert_eq!(bob.body["user_id"], "bob");
     assert_eq!(platform(&bob.body, "openai")["daily"]["limit_usd"], "0");
 
-    assert_eq!(check_mine(&env, "alice", "openai").await["allowed"], true);
-    assert_eq!(check_mine(&env, "bob", "openai").await["allowed"], false);
+    assert_eq!(env.check_mine("alice", "openai").await["allowed"], true);
+    assert_eq!(env.check_mine("bob", "openai").await["allowed"], false);
 
     // No way for a user to name another user.
     env.get("/v1/admin/users/bob/quotas")

@@ -203,49 +203,22 @@ async fn a_thousand_codes_are_written_in_chunks_and_paged_with_cursors() {
 
     // One batch, paged.
     let mut seen = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let mut path = format!("{CODES}?batch_id={batch_id}&limit=100");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_admin().send().await;
-        res.assert_status(200);
-        for item in res.body["items"].as_array().unwrap() {
-            assert!(seen.insert(item["code"].as_str().unwrap().to_string()));
-        }
-        pages += 1;
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-        assert!(pages < 30, "cursor loops");
+    let pages = env
+        .admin_pages(&format!("{CODES}?batch_id={batch_id}&limit=100"))
+        .await;
+    for item in pages.concat() {
+        assert!(seen.insert(item["code"].as_str().unwrap().to_string()));
     }
     assert_eq!(seen, created);
 
     // Every batch, newest first, across the batch boundary.
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("{CODES}?limit=97");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_admin().send().await;
-        res.assert_status(200);
-        all.extend(
-            res.body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["batch_id"].as_str().unwrap().to_string()),
-        );
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let all: Vec<String> = env
+        .admin_pages(&format!("{CODES}?limit=97"))
+        .await
+        .concat()
+        .iter()
+        .map(|i| i["batch_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(all.len(), 1003);
     assert!(all[..1000].iter().all(|b| b == batch_id));
     assert!(all[1000..].iter().all(|b| *b == older["batch_id"]));
@@ -505,28 +478,18 @@ async fn status_filter_lists_active_disabled_expired_and_exhausted() {
 
 /// Pages every code of a list query, asserting no code appears twice.
 async fn page_all(env: &TestEnv, query: &str, limit: usize) -> Vec<String> {
-    let mut codes = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..100 {
-        let mut path = format!("{CODES}?{query}&limit={limit}");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_admin().send().await;
-        res.assert_status(200);
-        let page = res.body["items"].as_array().unwrap();
-        assert!(page.len() <= limit);
-        codes.extend(page.iter().map(|c| c["code"].as_str().unwrap().to_string()));
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => {
-                let unique: BTreeSet<&String> = codes.iter().collect();
-                assert_eq!(unique.len(), codes.len(), "repeated codes");
-                return codes;
-            }
-        }
-    }
-    panic!("cursor never ends");
+    let pages = env
+        .admin_pages(&format!("{CODES}?{query}&limit={limit}"))
+        .await;
+    assert!(pages.iter().all(|page| page.len() <= limit));
+    let codes: Vec<String> = pages
+        .concat()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = codes.iter().collect();
+    assert_eq!(unique.len(), codes.len(), "repeated codes");
+    codes
 }
 
 #[tokio::test]
@@ -1006,27 +969,13 @@ async fn two_hundred_users_race_for_fifty_uses() {
     }
     assert_eq!(ledger_entries, 50);
 
-    let mut recorded = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("{CODES}/{code}/redemptions?limit=30");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let res = env.get(&path).as_admin().send().await;
-        res.assert_status(200);
-        recorded.extend(
-            res.body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["user_id"].as_str().unwrap().to_string()),
-        );
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let recorded: Vec<String> = env
+        .admin_pages(&format!("{CODES}/{code}/redemptions?limit=30"))
+        .await
+        .concat()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(recorded.len(), 50, "no user redeemed twice");
     assert_eq!(recorded.into_iter().collect::<BTreeSet<_>>(), winners);
 }

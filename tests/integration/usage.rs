@@ -100,17 +100,6 @@ async fn usage(env: &TestEnv, user: &str, platform: &str) -> [Usd; 3] {
     ["daily", "weekly", "monthly"].map(|w| usd(q[w]["usage_usd"].as_str().unwrap()))
 }
 
-/// `GET /v1/me/quotas/{platform}/check`.
-async fn check(env: &TestEnv, user: &str, platform: &str) -> Value {
-    let res = env
-        .get(&format!("/v1/me/quotas/{platform}/check"))
-        .as_user(user)
-        .send()
-        .await;
-    res.assert_status(200);
-    res.body
-}
-
 async fn set_limits(env: &TestEnv, user: &str, platform: &str, limits: [Option<&str>; 3]) {
     env.put(&format!("/v1/admin/users/{user}/quotas"))
         .as_admin()
@@ -199,7 +188,7 @@ async fn thousand_concurrent_events_sum_exactly_and_redelivery_changes_nothing()
     let failed = ingest_concurrently(&env, batches, 50).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(usage(&env, "alice", "openai").await, [total; 3]);
-    let c = check(&env, "alice", "openai").await;
+    let c = env.check_mine("alice", "openai").await;
     let remaining = Usd::from_whole(100_000) - total;
     assert_eq!(
         c["windows"]["daily"]["remaining_usd"],
@@ -305,7 +294,7 @@ async fn events_straddling_midnight_monday_and_the_first_land_in_their_windows()
     .await;
     assert_eq!(usage(&env, "dora", "gemini").await, [usd("2.25"); 3]);
 
-    let c = check(&env, "dora", "gemini").await;
+    let c = env.check_mine("dora", "gemini").await;
     assert_eq!(c["allowed"], false, "{c}");
     assert_eq!(c["reason"], "monthly_quota_exhausted", "{c}");
     assert_eq!(c["windows"]["daily"]["remaining_usd"], "0.75", "{c}");
@@ -337,7 +326,7 @@ async fn events_straddling_midnight_monday_and_the_first_land_in_their_windows()
         usage(&env, "dora", "gemini").await,
         [usd("0.125"), usd("2.875"), usd("2.875")]
     );
-    let c = check(&env, "dora", "gemini").await;
+    let c = env.check_mine("dora", "gemini").await;
     assert_eq!(c["windows"]["daily"]["remaining_usd"], "2.875", "{c}");
     assert_eq!(c["windows"]["weekly"]["remaining_usd"], "7.125", "{c}");
 }
@@ -613,7 +602,7 @@ async fn a_user_without_quota_record_gets_an_unlimited_one() {
         assert_eq!(q[w]["limit_usd"], Value::Null, "{q}");
         assert_eq!(q[w]["usage_usd"], "3.5", "{q}");
     }
-    assert_eq!(check(&env, "jan", "antigravity").await["allowed"], true);
+    assert_eq!(env.check_mine("jan", "antigravity").await["allowed"], true);
 }
 
 #[tokio::test]
@@ -949,7 +938,7 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
     )
     .await;
     assert_eq!(report.applied, 2);
-    let c = check(&env, "max", "gemini").await;
+    let c = env.check_mine("max", "gemini").await;
     for w in ["daily", "weekly", "monthly"] {
         assert_eq!(
             c["windows"][w]["usage_usd"], "120000000000000000000000000",
@@ -958,7 +947,7 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
     }
     let res = env.get("/v1/me/quotas").as_user("max").send().await;
     res.assert_status(200);
-    let c = check(&env, "max", "openai").await;
+    let c = env.check_mine("max", "openai").await;
     assert_eq!(c["allowed"], false, "{c}");
     assert_eq!(c["reason"], "daily_quota_exhausted", "{c}");
     assert_eq!(
@@ -971,5 +960,5 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
         .send()
         .await
         .assert_status(200);
-    assert_eq!(check(&env, "max", "openai").await["allowed"], true);
+    assert_eq!(env.check_mine("max", "openai").await["allowed"], true);
 }
