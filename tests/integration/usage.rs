@@ -331,6 +331,44 @@ async fn events_straddling_midnight_monday_and_the_first_land_in_their_windows()
     assert_eq!(c["windows"]["weekly"]["remaining_usd"], "7.125", "{c}");
 }
 
+/// Issue 10, item 4: a producer clock running ahead stamps an event with the
+/// next day; applied before midnight, it must not restart the day early.
+#[tokio::test]
+async fn a_future_dated_event_before_midnight_never_empties_the_ending_day() {
+    let env = env_at("2026-11-22T23:58:00Z", "UTC").await;
+    set_limits(&env, "fred", "openai", [Some("10"), None, None]).await;
+    ingest_ok(
+        &env,
+        &[body("d-1", "fred", "openai", "4", at("2026-11-22T12:00:00Z"))],
+    )
+    .await;
+    // Four minutes ahead: the next day, week (Monday 23 Nov) and the same month.
+    ingest_ok(
+        &env,
+        &[body("d-2", "fred", "openai", "5", at("2026-11-23T00:02:00Z"))],
+    )
+    .await;
+    assert_eq!(usage(&env, "fred", "openai").await, [usd("9"); 3]);
+    let c = env.check_mine("fred", "openai").await;
+    assert_eq!(c["windows"]["daily"]["usage_usd"], "9", "{c}");
+    assert_eq!(c["windows"]["daily"]["remaining_usd"], "1", "{c}");
+    assert_eq!(
+        c["windows"]["daily"]["window_start"], "2026-11-22T00:00:00Z",
+        "{c}"
+    );
+    // After midnight the new day starts empty; a redelivery changes nothing.
+    env.clock.set(at("2026-11-23T00:03:00Z"));
+    ingest_ok(
+        &env,
+        &[body("d-2", "fred", "openai", "5", at("2026-11-23T00:02:00Z"))],
+    )
+    .await;
+    assert_eq!(
+        usage(&env, "fred", "openai").await,
+        [Usd::ZERO, Usd::ZERO, usd("9")]
+    );
+}
+
 #[tokio::test]
 async fn windows_follow_the_configured_zone_not_utc() {
     // UTC midnight of Wednesday 2026-11-25 is 08:00 in Shanghai: no boundary there,

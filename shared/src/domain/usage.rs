@@ -152,10 +152,22 @@ impl UsageEvent {
         hex(&Sha256::digest(self.canonical_json().as_bytes()))
     }
 
-    /// Epoch seconds of the start of the daily, weekly and monthly window that
-    /// contain `occurred_at`, in zone `tz` (order of [`WindowKind::ALL`]).
-    pub fn window_starts(&self, tz: Tz) -> [i64; 3] {
-        WindowKind::ALL.map(|kind| kind.bounds_at(self.occurred_at, tz).start.timestamp())
+    /// When the usage counts: `occurred_at`, or `now` if that is earlier. A
+    /// producer's clock may run up to [`MAX_FUTURE_SKEW`] ahead; placing such an
+    /// event in a window that has not begun would restart that counter early and
+    /// make the window still current read as empty until its real end. Counted
+    /// in the window current when it is applied, no current window ever reads
+    /// lower than the usage applied to it.
+    pub fn counted_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.occurred_at.min(now)
+    }
+
+    /// Epoch seconds of the start of the daily, weekly and monthly window the
+    /// event counts in (see [`Self::counted_at`]), in zone `tz` (order of
+    /// [`WindowKind::ALL`]).
+    pub fn window_starts(&self, tz: Tz, now: DateTime<Utc>) -> [i64; 3] {
+        let at = self.counted_at(now);
+        WindowKind::ALL.map(|kind| kind.bounds_at(at, tz).start.timestamp())
     }
 }
 
@@ -298,6 +310,7 @@ impl UsagePlan {
     pub fn new(
         events: &[&UsageEvent],
         tz: Tz,
+        now: DateTime<Utc>,
         known: Option<&StoredStarts>,
     ) -> Result<Self, Error> {
         if events.is_empty() {
@@ -307,7 +320,7 @@ impl UsagePlan {
         }
         let starts: Vec<([i64; 3], Usd)> = events
             .iter()
-            .map(|e| (e.window_starts(tz), e.cost))
+            .map(|e| (e.window_starts(tz, now), e.cost))
             .collect();
         let mut windows = [WindowWrite::Keep { after: 0 }; 3];
         for (w, slot) in windows.iter_mut().enumerate() {
@@ -589,11 +602,43 @@ mod tests {
         assert_eq!(sizes, [99, 99, 52]);
     }
 
+    /// Processing time of the plans below: after every event they hold.
+    const LATER: DateTime<Utc> = DateTime::from_timestamp_nanos(1_893_456_000_000_000_000);
+
+    #[test]
+    fn a_future_dated_event_counts_in_the_window_current_when_applied() {
+        // The producer's clock runs 4 minutes ahead: at 23:58 it stamps 00:02.
+        let now = utc("2026-11-22T23:58:00Z");
+        let e = event("f", "1.5", "2026-11-23T00:02:00Z");
+        let day = utc("2026-11-22T00:00:00Z").timestamp();
+        let week = utc("2026-11-16T00:00:00Z").timestamp();
+        let month = utc("2026-11-01T00:00:00Z").timestamp();
+        assert_eq!(e.window_starts(Tz::UTC, now), [day, week, month]);
+        let known = [Some(day), Some(week), Some(month)];
+        let plan = UsagePlan::new(&[&e], Tz::UTC, now, Some(&known)).unwrap();
+        let amount = Usd::parse_non_negative("1.5").unwrap();
+        assert_eq!(
+            plan.windows,
+            [
+                WindowWrite::Add { start: day, amount },
+                WindowWrite::Add { start: week, amount },
+                WindowWrite::Add { start: month, amount },
+            ],
+            "the ending day must not restart before it ends"
+        );
+        // Applied after its own time, it counts in the window of `occurred_at`.
+        let next_day = utc("2026-11-23T00:00:00Z").timestamp();
+        assert_eq!(
+            e.window_starts(Tz::UTC, utc("2026-11-23T00:05:00Z"))[0],
+            next_day
+        );
+    }
+
     #[test]
     fn steady_state_plan_is_an_add_of_the_exact_sum() {
         let a = event("a", "0.1", "2026-11-21T09:00:00Z");
         let b = event("b", "0.0000000002", "2026-11-21T09:30:00Z");
-        let plan = UsagePlan::new(&[&a, &b], Tz::UTC, None).unwrap();
+        let plan = UsagePlan::new(&[&a, &b], Tz::UTC, LATER, None).unwrap();
         let day = utc("2026-11-21T00:00:00Z").timestamp();
         let week = utc("2026-11-16T00:00:00Z").timestamp();
         let month = utc("2026-11-01T00:00:00Z").timestamp();
@@ -635,7 +680,7 @@ mod tests {
 
         // An item on Sunday's windows: day and week restart with Monday's cost only.
         let known = [Some(sun_day), Some(old_week), Some(month)];
-        let plan = UsagePlan::new(&[&sun, &mon], tz, Some(&known)).unwrap();
+        let plan = UsagePlan::new(&[&sun, &mon], tz, LATER, Some(&known)).unwrap();
         assert_eq!(
             plan.windows,
             [
@@ -656,7 +701,7 @@ mod tests {
 
         // An item already on Monday: Sunday's event alone changes day and week nothing.
         let known = [Some(mon_day), Some(new_week), Some(month)];
-        let plan = UsagePlan::new(&[&sun], tz, Some(&known)).unwrap();
+        let plan = UsagePlan::new(&[&sun], tz, LATER, Some(&known)).unwrap();
         assert_eq!(
             plan.windows,
             [
@@ -671,7 +716,7 @@ mod tests {
         assert_eq!(plan.starts_after(Some(&known)), known);
 
         // No item at all: everything restarts.
-        let plan = UsagePlan::new(&[&sun], tz, Some(&[None; 3])).unwrap();
+        let plan = UsagePlan::new(&[&sun], tz, LATER, Some(&[None; 3])).unwrap();
         assert!(plan
             .windows
             .iter()
@@ -682,9 +727,9 @@ mod tests {
     fn a_past_event_alone_changes_nothing() {
         let e = event("a", "1", "2026-10-01T00:00:00Z");
         let future = utc("2026-12-01T00:00:00Z").timestamp();
-        let plan = UsagePlan::new(&[&e], Tz::UTC, Some(&[Some(future); 3])).unwrap();
+        let plan = UsagePlan::new(&[&e], Tz::UTC, LATER, Some(&[Some(future); 3])).unwrap();
         assert!(plan.changes_nothing());
         assert!(plan.describe().contains("keep:"));
-        assert!(UsagePlan::new(&[], Tz::UTC, None).is_err());
+        assert!(UsagePlan::new(&[], Tz::UTC, LATER, None).is_err());
     }
 }

@@ -292,7 +292,7 @@ impl DynamoStore {
             rounds += 1;
             let events: Vec<&UsageEvent> = pending.iter().map(|&i| group.events[i]).collect();
             let starts = known.starts(group.platform);
-            let plan = UsagePlan::new(&events, ctx.tz, starts.as_ref())?;
+            let plan = UsagePlan::new(&events, ctx.tz, ctx.processed_at, starts.as_ref())?;
             let mut actions = Vec::with_capacity(pending.len() + 3);
             for &i in &pending {
                 actions.push(self.event_record_put(
@@ -776,7 +776,7 @@ mod tests {
             deadline: None,
         };
         let g = group(vec![&a, &b]);
-        let plan = UsagePlan::new(&[&a, &b], Tz::UTC, None).unwrap();
+        let plan = UsagePlan::new(&[&a, &b], Tz::UTC, now, None).unwrap();
         let token = |pending: &[usize], plan: &UsagePlan, attempt| {
             write_token("t", &g, pending, plan, None, &ctx, attempt)
         };
@@ -788,7 +788,7 @@ mod tests {
         assert_ne!(first, token(&[0, 1], &plan, (2, 0)));
         assert_ne!(first, token(&[0, 1], &plan, (1, 1)));
         assert_ne!(first, token(&[0], &plan, (1, 0)));
-        let restart = UsagePlan::new(&[&a, &b], Tz::UTC, Some(&[None; 3])).unwrap();
+        let restart = UsagePlan::new(&[&a, &b], Tz::UTC, now, Some(&[None; 3])).unwrap();
         assert_ne!(first, token(&[0, 1], &restart, (1, 0)));
         let b2 = parse("b", "2.5");
         let g2 = group(vec![&a, &b2]);
