@@ -9,11 +9,12 @@
 //! - `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): that endpoint with the
 //!   standard AWS credentials and region chain, e.g. real DynamoDB.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 use spendguard_core::{Clock, Config, Deps, DynamoStore};
 use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, GatewayRequest};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 pub use spendguard_local::jwt::Role;
@@ -186,9 +187,7 @@ impl TestEnv {
                 .expect("scan");
             for item in out.items() {
                 let key = |k: &str| item[k].as_s().expect("string key").clone();
-                let sorted: BTreeMap<_, _> =
-                    item.iter().map(|(k, v)| (k, format!("{v:?}"))).collect();
-                all.insert((key("pk"), key("sk")), format!("{sorted:?}"));
+                all.insert((key("pk"), key("sk")), canonical_item(item));
             }
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
@@ -361,4 +360,76 @@ pub fn sample_event(name: &str) -> Value {
     let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// An item as text that depends only on its content: maps (the item's and
+/// nested `M` values) in key order, sets sorted; a `HashMap`'s `{:?}` would
+/// follow its random iteration order.
+pub fn canonical_item(item: &HashMap<String, AttributeValue>) -> String {
+    let fields: Vec<String> = item
+        .iter()
+        .map(|(k, v)| format!("{k:?}: {}", canonical_value(v)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+fn canonical_value(value: &AttributeValue) -> String {
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v.join(", ")
+    };
+    match value {
+        AttributeValue::M(map) => format!("M{}", canonical_item(map)),
+        AttributeValue::L(list) => format!(
+            "L[{}]",
+            list.iter()
+                .map(canonical_value)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        AttributeValue::Ss(set) => format!("SS[{}]", sorted(set.clone())),
+        AttributeValue::Ns(set) => format!("NS[{}]", sorted(set.clone())),
+        AttributeValue::Bs(set) => format!(
+            "BS[{}]",
+            sorted(set.iter().map(|b| format!("{b:?}")).collect())
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two maps with the same content, built in opposite orders (and with
+    /// their own random hash seeds), render identically, nested maps included.
+    #[test]
+    fn canonical_items_do_not_depend_on_map_order() {
+        let build = |order: &mut dyn Iterator<Item = usize>| {
+            let mut nested = HashMap::new();
+            let mut item = HashMap::new();
+            for i in order {
+                nested.insert(format!("k{i}"), AttributeValue::N(i.to_string()));
+                item.insert(format!("a{i}"), AttributeValue::S(i.to_string()));
+            }
+            item.insert("limits".into(), AttributeValue::M(nested));
+            item.insert(
+                "tags".into(),
+                AttributeValue::Ss(vec!["b".into(), "a".into()]),
+            );
+            item
+        };
+        let forward = build(&mut (0..40));
+        let mut backward = build(&mut (0..40).rev());
+        assert_eq!(canonical_item(&forward), canonical_item(&backward));
+        backward.insert(
+            "tags".into(),
+            AttributeValue::Ss(vec!["a".into(), "b".into()]),
+        );
+        assert_eq!(canonical_item(&forward), canonical_item(&backward));
+        backward.insert("a3".into(), AttributeValue::S("x".into()));
+        assert_ne!(canonical_item(&forward), canonical_item(&backward));
+    }
 }

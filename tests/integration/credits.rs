@@ -284,7 +284,7 @@ async fn deduction_below_zero_needs_force() {
     assert_eq!(added.len(), 1, "{added:?}");
     let ((pk, _), item) = added[0];
     assert_eq!(pk, "AUDIT");
-    assert!(item.contains(r#""success": "Bool(false)""#), "{item}");
+    assert!(item.contains(r#""success": Bool(false)"#), "{item}");
     assert!(before
         .iter()
         .all(|(key, item)| after.get(key) == Some(item)));

@@ -94,11 +94,8 @@ async fn invoke_api_runs_sample_events() {
     let inner: Value = serde_json::from_str(res.body["body"].as_str().unwrap()).unwrap();
     assert_eq!(inner["user_id"], "alice");
 
-    let res = env
-        .invoke("usage-ingest", &sample_event("sqs-usage-batch.json"))
-        .await;
-    res.assert_status(200);
-    assert!(res.body["batchItemFailures"].is_array(), "{}", res.text);
+    // The sample SQS batch through the same API is asserted exactly, under a
+    // manual clock, by usage::sample_batch_fails_only_the_malformed_message.
 
     let res = env.invoke("no-such-function", &json!({})).await;
     res.assert_status(404);

@@ -49,29 +49,6 @@ async fn seed_usage(
 }
 
 /// Every item of the test's table, to prove a refused request wrote nothing.
-async fn dump(env: &TestEnv) -> Vec<String> {
-    let out = env
-        .store
-        .client()
-        .scan()
-        .table_name(env.store.table())
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    let mut items: Vec<String> = out
-        .items()
-        .iter()
-        .map(|item| {
-            let mut pairs: Vec<String> = item.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            pairs.sort();
-            pairs.join(",")
-        })
-        .collect();
-    items.sort();
-    items
-}
-
 async fn audit(env: &TestEnv, action: &str) -> Vec<AuditEntry> {
     let filter = AuditFilter {
         user_id: None,
@@ -397,7 +374,7 @@ async fn bad_defaults_are_refused_and_write_nothing() {
         .send()
         .await
         .assert_status(200);
-    let before = dump(&env).await;
+    let before = env.table_snapshot().await;
     let huge = format!(
         r#"{{"openai": {{"daily_limit_usd": "1"}}, "pad": "{}"}}"#,
         "x".repeat(64 * 1024)
@@ -438,7 +415,7 @@ async fn bad_defaults_are_refused_and_write_nothing() {
         );
     }
     assert_eq!(
-        dump(&env).await,
+        env.table_snapshot().await,
         before,
         "a refused request wrote something"
     );
@@ -711,7 +688,7 @@ async fn bad_replace_is_refused_and_writes_nothing() {
         json!([{"platform": "openai", "daily_limit_usd": "1"}]),
     )
     .await;
-    let before = dump(&env).await;
+    let before = env.table_snapshot().await;
     #[rustfmt::skip]
     let cases: Vec<(&str, String, &str)> = vec![
         ("alice", r#"{"quotas": [{"platform": "openai"}, {"platform": "openai", "daily_limit_usd": "2"}]}"#.into(), "duplicate_platform"),
@@ -742,7 +719,7 @@ async fn bad_replace_is_refused_and_writes_nothing() {
         );
     }
     assert_eq!(
-        dump(&env).await,
+        env.table_snapshot().await,
         before,
         "a refused request wrote something"
     );
@@ -793,7 +770,7 @@ async fn reset_zeroes_exactly_one_window() {
     assert_eq!(openai["weekly"]["usage_usd"], "4");
     assert_eq!(env.check_mine("alice", "openai").await["allowed"], true);
 
-    let before = dump(&env).await;
+    let before = env.table_snapshot().await;
     reset(json!("yearly"))
         .await
         .assert_error(400, "invalid_window");
@@ -818,7 +795,11 @@ async fn reset_zeroes_exactly_one_window() {
         .send()
         .await
         .assert_error(400, "invalid_request");
-    assert_eq!(dump(&env).await, before, "a refused reset wrote something");
+    assert_eq!(
+        env.table_snapshot().await,
+        before,
+        "a refused reset wrote something"
+    );
 
     // Resetting a user without a record just records zero usage.
     let res = env
@@ -873,7 +854,7 @@ async fn window_boundaries_through_the_api() {
 
         // The first second of the next window reads as usage 0, without a write.
         env.clock.set(at(first));
-        let before = dump(&env).await;
+        let before = env.table_snapshot().await;
         let c = env.check_mine("alice", "openai").await;
         assert_eq!(c["allowed"], true, "{case}: {c}");
         assert_eq!(c["windows"][window]["usage_usd"], "0", "{case}");
@@ -883,7 +864,11 @@ async fn window_boundaries_through_the_api() {
         assert_eq!(w["usage_usd"], "0", "{case}");
         assert_eq!(w["window_start"], first, "{case}");
         assert!(w["resets_at"].as_str().unwrap() > first, "{case}");
-        assert_eq!(dump(&env).await, before, "{case}: reading wrote something");
+        assert_eq!(
+            env.table_snapshot().await,
+            before,
+            "{case}: reading wrote something"
+        );
     }
 }
 
@@ -932,7 +917,7 @@ async fn users_see_only_their_own_quotas() {
 #[tokio::test]
 async fn every_admin_route_refuses_a_user_token() {
     let env = TestEnv::new().await;
-    let before = dump(&env).await;
+    let before = env.table_snapshot().await;
     let routes: [(&str, &str, Value); 7] = [
         ("GET", "/v1/admin/quota-defaults", Value::Null),
         ("PUT", "/v1/admin/quota-defaults/system", json!({})),
@@ -973,7 +958,7 @@ async fn every_admin_route_refuses_a_user_token() {
             .await
             .assert_error(401, "unauthorized");
     }
-    assert_eq!(dump(&env).await, before);
+    assert_eq!(env.table_snapshot().await, before);
 }
 
 #[tokio::test]

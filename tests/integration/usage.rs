@@ -339,13 +339,25 @@ async fn a_future_dated_event_before_midnight_never_empties_the_ending_day() {
     set_limits(&env, "fred", "openai", [Some("10"), None, None]).await;
     ingest_ok(
         &env,
-        &[body("d-1", "fred", "openai", "4", at("2026-11-22T12:00:00Z"))],
+        &[body(
+            "d-1",
+            "fred",
+            "openai",
+            "4",
+            at("2026-11-22T12:00:00Z"),
+        )],
     )
     .await;
     // Four minutes ahead: the next day, week (Monday 23 Nov) and the same month.
     ingest_ok(
         &env,
-        &[body("d-2", "fred", "openai", "5", at("2026-11-23T00:02:00Z"))],
+        &[body(
+            "d-2",
+            "fred",
+            "openai",
+            "5",
+            at("2026-11-23T00:02:00Z"),
+        )],
     )
     .await;
     assert_eq!(usage(&env, "fred", "openai").await, [usd("9"); 3]);
@@ -360,7 +372,13 @@ async fn a_future_dated_event_before_midnight_never_empties_the_ending_day() {
     env.clock.set(at("2026-11-23T00:03:00Z"));
     ingest_ok(
         &env,
-        &[body("d-2", "fred", "openai", "5", at("2026-11-23T00:02:00Z"))],
+        &[body(
+            "d-2",
+            "fred",
+            "openai",
+            "5",
+            at("2026-11-23T00:02:00Z"),
+        )],
     )
     .await;
     assert_eq!(

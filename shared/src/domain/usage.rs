@@ -621,8 +621,14 @@ mod tests {
             plan.windows,
             [
                 WindowWrite::Add { start: day, amount },
-                WindowWrite::Add { start: week, amount },
-                WindowWrite::Add { start: month, amount },
+                WindowWrite::Add {
+                    start: week,
+                    amount
+                },
+                WindowWrite::Add {
+                    start: month,
+                    amount
+                },
             ],
             "the ending day must not restart before it ends"
         );
