@@ -262,6 +262,9 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
             empty = lower["content-length:".len()..].trim() == "0";
             continue;
         }
+        if lower.starts_with("connection:") {
+            continue;
+        }
         kept.push(line);
     }
     if !empty {
@@ -362,11 +365,12 @@ mod tests {
 
     #[test]
     fn only_hypers_empty_automatic_answer_is_replaced() {
-        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n";
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n";
         assert!(starts_final_head(hyper_400));
         let out = String::from_utf8(replacement_for(hyper_400).unwrap()).unwrap();
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
         assert!(out.contains("date: Thu"), "{out}");
+        assert_eq!(out.matches("connection: close").count(), 1, "{out}");
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
