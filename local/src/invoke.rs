@@ -120,10 +120,10 @@ fn default_region() -> String {
 }
 
 /// Parses the `{function_name}` segment and the `Qualifier` query parameter.
-fn parse_target(raw: &str, query: Option<&str>) -> Result<Target, HttpResponse> {
+fn parse_target(raw: &str, query: Option<&str>) -> Result<Target, ServiceError> {
     let decoded = percent_decode(raw);
     let invalid = || {
-        service_error(
+        ServiceError(
             StatusCode::BAD_REQUEST,
             "ValidationException",
             format!(
@@ -167,7 +167,7 @@ fn parse_target(raw: &str, query: Option<&str>) -> Result<Target, HttpResponse> 
     });
     let qualifier = match (qualifier.map(|q| q.to_string()), from_query) {
         (Some(a), Some(b)) if a != b => {
-            return Err(service_error(
+            return Err(ServiceError(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
                 "The derived qualifier from the function name does not match the specified \
@@ -215,6 +215,16 @@ fn request_id() -> String {
     )
 }
 
+/// An error of the Lambda service itself, before it is a response.
+#[derive(Debug)]
+struct ServiceError(StatusCode, &'static str, String);
+
+impl ServiceError {
+    fn response(self) -> HttpResponse {
+        service_error(self.0, self.1, self.2)
+    }
+}
+
 /// An error of the Lambda service itself (not of the function): `status`,
 /// `x-amzn-ErrorType` and `{"Type": "User", "message"}` (Lambda's spelling;
 /// `ResourceNotFoundException` spells it `Message`).
@@ -250,7 +260,7 @@ pub async fn invoke(
 ) -> HttpResponse {
     let target = match parse_target(request.function, request.query) {
         Ok(t) => t,
-        Err(response) => return response,
+        Err(err) => return err.response(),
     };
     let timeout = match registry.timeout(&target.name) {
         Some(t) if target.qualifier.as_deref().is_none_or(|q| q == LATEST) => t,

@@ -258,8 +258,8 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
         if lower.starts_with("content-type:") {
             return None;
         }
-        if lower.starts_with("content-length:") {
-            empty = lower["content-length:".len()..].trim() == "0";
+        if let Some(length) = lower.strip_prefix("content-length:") {
+            empty = length.trim() == "0";
             continue;
         }
         if lower.starts_with("connection:") {
