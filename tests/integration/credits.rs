@@ -314,6 +314,55 @@ async fn deduction_below_zero_needs_force() {
     assert_eq!(res.body["adjustment"], 50);
 }
 
+/// Only a deduction below zero needs force: once a user is in debt, a grant
+/// (delta or target) and a redemption grant apply without it.
+#[tokio::test]
+async fn a_grant_onto_a_negative_balance_applies_without_force() {
+    let env = TestEnv::new().await;
+    for user in ["alice", "bob"] {
+        adjust(
+            &env,
+            user,
+            json!({"delta": -1000, "reason": "debt", "force": true}),
+        )
+        .await
+        .assert_status(200);
+    }
+    let res = adjust(&env, "alice", json!({"delta": 10, "reason": "top up"})).await;
+    res.assert_status(200);
+    assert_eq!(res.body["previous"], -1000);
+    assert_eq!(res.body["current"], -990);
+    // A further deduction still needs force, however small.
+    adjust(&env, "alice", json!({"delta": -1, "reason": "more"}))
+        .await
+        .assert_error(409, "insufficient_credits");
+    let res = adjust(&env, "alice", json!({"target": 5, "reason": "reset"})).await;
+    res.assert_status(200);
+    assert_eq!(res.body["adjustment"], 995);
+    let entries = env.full_ledger("alice").await;
+    assert_eq!(entries.len(), 3);
+    assert_chain(&entries, &account(&env, "alice").await);
+
+    let batch = env
+        .post("/v1/admin/redemption-codes")
+        .as_admin()
+        .json(&json!({"count": 1, "credits": 100, "max_uses": 1}))
+        .send()
+        .await;
+    batch.assert_status(201);
+    let code = batch.body["codes"][0].as_str().unwrap();
+    let res = env
+        .post("/v1/me/redemptions")
+        .as_user("bob")
+        .json(&json!({ "code": code }))
+        .send()
+        .await;
+    res.assert_status(201);
+    assert_eq!(res.body["credits_granted"], 100);
+    assert_eq!(res.body["balance_after"], -900);
+    assert_eq!(env.available("bob").await, -900);
+}
+
 #[tokio::test]
 async fn dry_run_and_check_leave_the_table_unchanged() {
     let env = TestEnv::new().await;
