@@ -11,6 +11,8 @@
 //!    this request (new, expired, or an in-progress record whose owner stopped
 //!    renewing it); otherwise it answers a replay, 422 or 409 from the
 //!    existing record, which the failed condition returns (no extra read).
+//!    A record carrying this request's own token is its own claim (the put
+//!    committed, its answer was lost, and the SDK's resend failed on it).
 //! 2. The effect's `TransactWriteItems` includes
 //!    [`DynamoStore::idempotency_complete_action`], conditioned on still owning
 //!    the record, so the effect and the stored response commit together: an
@@ -233,6 +235,14 @@ impl DynamoStore {
                 Some(item) => Some(item),
                 None => self.read_idempotency(&lease.pk()).await?,
             };
+            // Our own claim: an earlier attempt of this put committed but its
+            // answer was lost, and the SDK's resend failed on the record it wrote.
+            if existing.as_ref().is_some_and(|item| {
+                attr::opt_s(item, "token") == Some(lease.token.as_str())
+                    && attr::opt_s(item, "status") == Some(STATUS_IN_PROGRESS)
+            }) {
+                return Ok(Claim::Acquired(lease));
+            }
             match existing.and_then(|item| outcome_of(&item, fingerprint, now)) {
                 Some(outcome) => return outcome,
                 // Expired or gone between the write and the read: try again.

@@ -1,0 +1,214 @@
+//! Faults between the functions and the engine, injected by the harness's
+//! proxy: writes that commit but whose answer is lost (a 500 after applying, a
+//! dropped connection), then resends that are throttled until the SDK's own
+//! retries run out. Whatever happens, an effect applies once and the request
+//! answers what happened (or 503 when the outcome stays unknown), never a
+//! refusal of its own write.
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use spendguard_core::Clock;
+use spendguard_tests::{Fault, FaultProxy, TestEnv, TestResponse};
+
+const REPLAYED: &str = "idempotent-replayed";
+const TWI: &str = "TransactWriteItems";
+
+/// The first send commits but its answer is lost; the SDK's two resends (it
+/// makes 3 attempts) are throttled.
+const LOST_THEN_THROTTLED: [Fault; 3] = [
+    Fault::ApplyThenServerError,
+    Fault::Throttle,
+    Fault::Throttle,
+];
+
+fn manual_clock() -> Clock {
+    Clock::manual(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap())
+}
+
+async fn adjust(env: &TestEnv, user: &str, key: Option<&str>, body: &Value) -> TestResponse {
+    let mut req = env
+        .post(&format!("/v1/admin/users/{user}/credits/adjust"))
+        .as_admin();
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    req.json(body).send().await
+}
+
+async fn redeem(env: &TestEnv, user: &str, key: Option<&str>, code: &str) -> TestResponse {
+    let mut req = env.post("/v1/me/redemptions").as_user(user);
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    req.json(&json!({ "code": code })).send().await
+}
+
+async fn one_code(env: &TestEnv, credits: i64, max_uses: i64) -> String {
+    let res = env
+        .post("/v1/admin/redemption-codes")
+        .as_admin()
+        .json(&json!({"count": 1, "credits": credits, "max_uses": max_uses}))
+        .send()
+        .await;
+    res.assert_status(201);
+    res.body["codes"][0].as_str().unwrap().to_string()
+}
+
+async fn used_count(env: &TestEnv, code: &str) -> i64 {
+    let res = env
+        .get(&format!("/v1/admin/redemption-codes/{code}"))
+        .as_admin()
+        .send()
+        .await;
+    res.assert_status(200);
+    res.body["used_count"].as_i64().unwrap()
+}
+
+/// Every send of the faulted transaction was the very same request: one
+/// `ClientRequestToken`, one body (resent, never re-planned).
+#[track_caller]
+fn assert_resent_identically(proxy: &FaultProxy, from: usize) {
+    let sent = proxy.seen(TWI);
+    let sent = &sent[from..];
+    assert!(
+        sent.len() > LOST_THEN_THROTTLED.len(),
+        "the store resends after the SDK gave up: {} sends",
+        sent.len()
+    );
+    let token = sent[0].body["ClientRequestToken"].as_str().unwrap_or("");
+    assert!(!token.is_empty(), "a token makes the resend idempotent");
+    for s in sent {
+        assert_eq!(s.body, sent[0].body, "a resend differs from the first send");
+    }
+}
+
+/// (a) Without an Idempotency-Key the transaction's token is the only fence:
+/// re-planning after the lost answer would apply the adjustment again.
+#[tokio::test]
+async fn an_adjust_whose_answer_is_lost_applies_once() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    proxy.inject(TWI, &LOST_THEN_THROTTLED);
+    let res = adjust(&env, "alice", None, &json!({"delta": 100, "reason": "grant"})).await;
+    res.assert_status(200);
+    assert_eq!(res.body["current"], 100);
+    assert_resent_identically(&proxy, 0);
+    proxy.heal();
+    assert_eq!(env.available("alice").await, 100);
+    let ledger = env.full_ledger("alice").await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+}
+
+/// (a') When the resends never get through, the outcome is unknown: 503, and
+/// still no second application.
+#[tokio::test]
+async fn an_adjust_that_never_settles_is_503_and_applied_at_most_once() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    proxy.inject(TWI, &[Fault::ApplyThenServerError]);
+    proxy.set_script(Box::new(|op, _| match op {
+        TWI => Fault::Throttle,
+        _ => Fault::Forward,
+    }));
+    let res = adjust(&env, "alice", None, &json!({"delta": 100, "reason": "grant"})).await;
+    res.assert_error(503, "store_unavailable");
+    proxy.heal();
+    assert_eq!(env.available("alice").await, 100);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
+    let sent = proxy.seen(TWI);
+    assert!(sent.iter().all(|s| s.body == sent[0].body), "never re-planned");
+}
+
+/// (b) A redemption that committed answers 201 (not 409 already_redeemed),
+/// its replay answers the same, and no failed attempt is counted.
+#[tokio::test]
+async fn a_redemption_whose_answer_is_lost_answers_201() {
+    let Some((env, proxy)) = TestEnv::with_faults(manual_clock()).await else {
+        return;
+    };
+    let code = one_code(&env, 100, 5).await;
+    let from = proxy.seen(TWI).len();
+    proxy.inject(TWI, &LOST_THEN_THROTTLED);
+    let res = redeem(&env, "alice", Some("k-1"), &code).await;
+    res.assert_status(201);
+    assert!(res.headers.get(REPLAYED).is_none());
+    assert_eq!(res.body["credits_granted"], 100);
+    assert_eq!(res.body["balance_after"], 100);
+    assert_resent_identically(&proxy, from);
+    proxy.heal();
+    let replay = redeem(&env, "alice", Some("k-1"), &code).await;
+    replay.assert_status(201);
+    assert_eq!(replay.headers.get(REPLAYED).unwrap(), "true");
+    assert_eq!(replay.body, res.body);
+    assert_eq!(used_count(&env, &code).await, 1);
+    assert_eq!(env.available("alice").await, 100);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
+    let snapshot = env.table_snapshot().await;
+    assert!(
+        !snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")),
+        "a success counted as a failed attempt"
+    );
+}
+
+/// (c) The Idempotency-Key claim commits, its answer is lost, and the SDK's
+/// resend fails the claim's condition on the record it wrote itself: that
+/// record carries this request's token, so the request goes on.
+#[tokio::test]
+async fn an_idempotency_claim_whose_answer_is_lost_is_still_ours() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    proxy.inject("PutItem", &[Fault::ApplyThenServerError]);
+    let body = json!({"delta": 5, "reason": "grant"});
+    let res = adjust(&env, "alice", Some("key-1"), &body).await;
+    res.assert_status(200);
+    assert_eq!(res.body["current"], 5);
+    let claims = proxy.seen("PutItem");
+    assert!(claims.len() >= 2, "the SDK resent the claim");
+    assert!(
+        claims[0].body["Item"]["pk"]["S"]
+            .as_str()
+            .unwrap()
+            .starts_with("IDEMPOTENCY#"),
+        "{:?}",
+        claims[0].body
+    );
+    let replay = adjust(&env, "alice", Some("key-1"), &body).await;
+    replay.assert_status(200);
+    assert_eq!(replay.headers.get(REPLAYED).unwrap(), "true");
+    assert_eq!(replay.body, res.body);
+    assert_eq!(env.available("alice").await, 5);
+}
+
+/// (d) The redeem lock's update commits and the connection drops before the
+/// answer; the SDK's resend finds the lock held, by this very request.
+#[tokio::test]
+async fn a_redeem_lock_whose_answer_is_lost_is_still_ours() {
+    let Some((env, proxy)) = TestEnv::with_faults(manual_clock()).await else {
+        return;
+    };
+    let code = one_code(&env, 7, 5).await;
+    let from = proxy.seen("UpdateItem").len();
+    proxy.inject("UpdateItem", &[Fault::ApplyThenDrop]);
+    let res = redeem(&env, "alice", None, &code).await;
+    res.assert_status(201);
+    assert_eq!(res.body["balance_after"], 7);
+    let updates = proxy.seen("UpdateItem");
+    assert!(
+        updates[from].body["Key"]["pk"]["S"]
+            .as_str()
+            .unwrap()
+            .starts_with("LOCK#"),
+        "{:?}",
+        updates[from].body
+    );
+    assert!(updates.len() > from + 1, "the SDK resent the lock update");
+    assert_eq!(used_count(&env, &code).await, 1);
+    // The lock was given back: the user's next attempt is not held off.
+    redeem(&env, "alice", None, &code)
+        .await
+        .assert_error(409, "already_redeemed");
+}
