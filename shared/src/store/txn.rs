@@ -19,7 +19,9 @@
 use super::attr::Item;
 use super::DynamoStore;
 use crate::error::Error;
-use aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::{
@@ -28,8 +30,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::{
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, TransactWriteItem};
 use rand::Rng;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One action's outcome in a cancelled transaction.
@@ -137,27 +140,86 @@ pub const SETTLE_BACKOFF: Backoff = Backoff {
     cap: Duration::from_millis(500),
 };
 
-/// Notes, per send, whether any SDK attempt ended without a definitive
-/// answer: no response at all (timeout, dropped connection) or a 5xx.
+/// The `ClientRequestToken`s of transactions one of whose attempts ended
+/// without a definitive answer (no response at all, or a 5xx): the SDK retries
+/// such attempts on its own, so only this record tells
+/// [`DynamoStore::transact_settled`] that a later cancellation may follow an
+/// earlier commit. Shared by every store on one client.
+#[derive(Debug, Default)]
+pub(super) struct OpenOutcomes(Mutex<HashSet<String>>);
+
+/// Marks kept at most; past it they are dropped (sends outside
+/// `transact_settled`, whose marks nobody takes, cannot grow it without bound).
+const MAX_OPEN_OUTCOMES: usize = 10_000;
+
+impl OpenOutcomes {
+    fn mark(&self, token: String) {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= MAX_OPEN_OUTCOMES {
+            open.clear();
+        }
+        open.insert(token);
+    }
+
+    /// Whether an attempt under `token` ended open; forgets it.
+    fn take(&self, token: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token)
+    }
+}
+
+/// The token of the request being sent, kept between its interceptor hooks.
+#[derive(Clone, Debug)]
+struct SentToken(String);
+
+impl Storable for SentToken {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Client interceptor filling [`OpenOutcomes`]. It costs nothing on requests
+/// without a token and on definitive answers.
 #[derive(Debug)]
-struct OutcomeWatch(Arc<AtomicBool>);
+pub(super) struct OutcomeWatch(pub Arc<OpenOutcomes>);
 
 impl Intercept for OutcomeWatch {
     fn name(&self) -> &'static str {
         "spendguard-outcome-watch"
     }
 
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let body = context.request().body().bytes().unwrap_or_default();
+        // Only transactions carry a token; skip parsing everything else.
+        if body.windows(18).any(|w| w == b"ClientRequestToken") {
+            if let Some(token) = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["ClientRequestToken"].as_str().map(str::to_string))
+            {
+                cfg.interceptor_state().store_put(SentToken(token));
+            }
+        }
+        Ok(())
+    }
+
     fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let definitive = context
             .response()
             .is_some_and(|r| r.status().as_u16() < 500);
         if !definitive {
-            self.0.store(true, Ordering::Relaxed);
+            if let Some(SentToken(token)) = cfg.load::<SentToken>() {
+                self.0.mark(token.clone());
+            }
         }
         Ok(())
     }
@@ -218,7 +280,7 @@ impl DynamoStore {
         consumed_capacity: bool,
         backoff: &Backoff,
     ) -> Result<Settled, Error> {
-        let unknown = Arc::new(AtomicBool::new(false));
+        let mut after_unknown = false;
         let mut send = 0;
         loop {
             send += 1;
@@ -230,16 +292,12 @@ impl DynamoStore {
             if consumed_capacity {
                 request = request.return_consumed_capacity(ReturnConsumedCapacity::Total);
             }
-            let sent = request
-                .customize()
-                .interceptor(OutcomeWatch(unknown.clone()))
-                .send()
-                .await;
+            let sent = request.send().await;
+            after_unknown |= self.open_outcomes.take(token);
             let failure = match sent {
                 Ok(out) => return Ok(Settled::Committed(out)),
                 Err(err) => classify(err),
             };
-            let after_unknown = unknown.load(Ordering::Relaxed);
             match failure {
                 SendFailure::Cancelled(reasons) => {
                     return Ok(Settled::Cancelled {
