@@ -212,3 +212,85 @@ async fn a_redeem_lock_whose_answer_is_lost_is_still_ours() {
         .await
         .assert_error(409, "already_redeemed");
 }
+
+/// The lost commit, throttled resends, then a resend cancelled by a conflict:
+/// an engine that does not honour the token (or a token past its 10 minutes)
+/// refuses our own commit's twin this way. Only after such a definitive
+/// cancellation may the store re-plan, and first it reads what it wrote.
+const LOST_THEN_CANCELLED: [Fault; 4] = [
+    Fault::ApplyThenServerError,
+    Fault::Throttle,
+    Fault::Throttle,
+    Fault::Conflict,
+];
+
+/// (a'') The cancellation follows the lost commit: the ledger entry the plan
+/// wrote is there, so the adjustment answers 200 and is not applied again.
+#[tokio::test]
+async fn an_adjust_cancelled_after_its_lost_commit_is_resolved_by_its_ledger_entry() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    proxy.inject(TWI, &LOST_THEN_CANCELLED);
+    let res = adjust(&env, "alice", None, &json!({"delta": 40, "reason": "grant"})).await;
+    res.assert_status(200);
+    assert_eq!(res.body["current"], 40);
+    proxy.heal();
+    assert_eq!(env.available("alice").await, 40);
+    let ledger = env.full_ledger("alice").await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+}
+
+/// (b') A subscription-only code (no ledger entry to recognise): the re-plan
+/// meets the redemption record, which names this request, so it answers 201.
+#[tokio::test]
+async fn a_redemption_cancelled_after_its_lost_commit_is_resolved_by_its_record() {
+    let Some((env, proxy)) = TestEnv::with_faults(manual_clock()).await else {
+        return;
+    };
+    let res = env
+        .post("/v1/admin/redemption-codes")
+        .as_admin()
+        .json(&json!({"count": 1, "max_uses": 5,
+                      "subscription": {"plan_id": "pro", "unit": "month", "quantity": 1}}))
+        .send()
+        .await;
+    res.assert_status(201);
+    let code = res.body["codes"][0].as_str().unwrap().to_string();
+    proxy.inject(TWI, &LOST_THEN_CANCELLED);
+    let res = redeem(&env, "alice", None, &code).await;
+    res.assert_status(201);
+    assert_eq!(res.body["subscription"]["expires_at"], "2026-04-04T05:06:07Z");
+    proxy.heal();
+    assert_eq!(used_count(&env, &code).await, 1);
+    let subs = env.get("/v1/me/subscriptions").as_user("alice").send().await;
+    assert_eq!(subs.body["items"][0]["expires_at"], "2026-04-04T05:06:07Z");
+    let snapshot = env.table_snapshot().await;
+    assert!(!snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+}
+
+/// (e) Quota admin writes go through the same path: one change, one audit
+/// entry, whatever the faults.
+#[tokio::test]
+async fn a_quota_update_cancelled_after_its_lost_commit_writes_one_audit_entry() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    proxy.inject(TWI, &LOST_THEN_CANCELLED);
+    let res = env
+        .put("/v1/admin/users/alice/quotas")
+        .as_admin()
+        .json(&json!({"quotas": [{"platform": "openai", "daily_limit_usd": "5"}]}))
+        .send()
+        .await;
+    res.assert_status(200);
+    proxy.heal();
+    let audit = env
+        .get("/v1/admin/audit?user_id=alice")
+        .as_admin()
+        .send()
+        .await;
+    audit.assert_status(200);
+    assert_eq!(audit.body["items"].as_array().unwrap().len(), 1, "{}", audit.text);
+}

@@ -21,6 +21,7 @@
 //!    with [`DynamoStore::release_idempotency`], so a retry can run again.
 
 use super::attr::{self, Item};
+use super::txn::{Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
 use crate::error::Error;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -297,13 +298,33 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let action = self.idempotency_complete_action(lease, response, now)?;
-        self.client()
-            .transact_write_items()
-            .transact_items(action)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let token = uuid::Uuid::new_v4().to_string();
+        match self
+            .transact_settled(vec![action], &token, false, &SETTLE_BACKOFF)
+            .await?
+        {
+            Settled::Committed(_) => Ok(()),
+            Settled::Cancelled {
+                reasons,
+                after_unknown,
+            } => {
+                // Completed already by this very lease (an earlier send whose
+                // answer was lost): done. Otherwise the lease was lost.
+                let record = match after_unknown {
+                    true => self.read_idempotency(&lease.pk()).await?,
+                    false => None,
+                };
+                if record.is_some_and(|item| {
+                    attr::opt_s(&item, "token") == Some(lease.token.as_str())
+                        && attr::opt_s(&item, "status") == Some(STATUS_COMPLETED)
+                }) {
+                    return Ok(());
+                }
+                Err(Error::Conflict(format!(
+                    "the idempotency key is no longer held by this request: {reasons:?}"
+                )))
+            }
+        }
     }
 
     /// The action that gives the key up again (the request had no effect).
