@@ -7,6 +7,7 @@ use spendguard_core::domain::credits::{AdjustBy, AdjustMode, AdjustRequest, Chan
 use spendguard_core::domain::UserId;
 use spendguard_core::store::credits::{AdjustResult, CREDIT_BACKOFF};
 use spendguard_core::store::{Claim, CreditStore, CreditTxn, Fingerprint};
+use spendguard_core::Clock;
 use spendguard_tests::{sample_event, TestEnv, TestResponse};
 use std::sync::Arc;
 
@@ -31,6 +32,12 @@ async fn adjust_with_key(env: &TestEnv, user: &str, key: &str, body: &Value) -> 
         .json(body)
         .send()
         .await
+}
+
+/// A test world whose clock only moves when the test moves it.
+async fn manual_env() -> TestEnv {
+    let at = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 2, 3, 4, 5, 6).unwrap();
+    TestEnv::build(|_| {}, Clock::manual(at)).await
 }
 
 async fn account(env: &TestEnv, user: &str) -> Value {
@@ -668,9 +675,10 @@ async fn a_refused_request_releases_its_key() {
     assert_eq!(account(&env, "alice").await["available"], 0);
 }
 
+/// The manual clock decides the 30 s lease: nothing here races the wall clock.
 #[tokio::test]
 async fn in_progress_key_is_409_until_its_expiry() {
-    let env = TestEnv::new().await;
+    let env = manual_env().await;
     let body = json!({"delta": 40, "reason": "r"});
     let path = adjust_path("alice");
     let fingerprint = Fingerprint::of("POST", &path, body.to_string().as_bytes());
@@ -678,7 +686,7 @@ async fn in_progress_key_is_409_until_its_expiry() {
     // A request that is still running holds the key.
     let claim = env
         .store
-        .claim_idempotency(scope, "live", &fingerprint, chrono::Utc::now())
+        .claim_idempotency(scope, "live", &fingerprint, env.clock.now())
         .await
         .unwrap();
     assert!(matches!(claim, Claim::Acquired(_)));
@@ -690,7 +698,7 @@ async fn in_progress_key_is_409_until_its_expiry() {
         .assert_error(422, "idempotency_key_mismatch");
 
     // A request that crashed a minute ago no longer blocks its key ...
-    let crashed_at = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let crashed_at = env.clock.now() - chrono::Duration::seconds(60);
     let Claim::Acquired(stale) = env
         .store
         .claim_idempotency(scope, "crashed", &fingerprint, crashed_at)
@@ -726,9 +734,11 @@ async fn in_progress_key_is_409_until_its_expiry() {
     assert_eq!(env.full_ledger("alice").await.len(), 1);
 }
 
+/// On the manual clock no request's 30 s lease can run out mid-test (a slow
+/// machine would otherwise let a late request take the key over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_idempotency_key_twenty_times_concurrently_applies_once() {
-    let env = Arc::new(TestEnv::new().await);
+    let env = Arc::new(manual_env().await);
     let body = json!({"delta": 75, "reason": "concurrent retry"});
     let tasks: Vec<_> = (0..20)
         .map(|_| {

@@ -90,10 +90,16 @@ async fn an_adjust_whose_answer_is_lost_applies_once() {
         return;
     };
     proxy.inject(TWI, &LOST_THEN_THROTTLED);
+    let stats = env.store.stats();
+    let (requests, attempts) = (stats.requests(), stats.attempts());
     let res = adjust(&env, "alice", None, &json!({"delta": 100, "reason": "grant"})).await;
     res.assert_status(200);
     assert_eq!(res.body["current"], 100);
     assert_resent_identically(&proxy, 0);
+    // GetItem, then two sends of the transaction; the SDK's two retries are
+    // attempts, not requests.
+    assert_eq!(stats.requests() - requests, 3);
+    assert_eq!(stats.attempts() - attempts, 5);
     proxy.heal();
     assert_eq!(env.available("alice").await, 100);
     let ledger = env.full_ledger("alice").await;
