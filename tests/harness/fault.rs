@@ -18,7 +18,8 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// What the proxy does with one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,15 @@ pub enum Fault {
     /// Forward it (the engine applies it), then close the connection without
     /// answering: committed, but the connection dropped.
     ApplyThenDrop,
+    /// Hold it (a stalled request) until [`FaultProxy::release`], then forward.
+    Hold,
+}
+
+/// A gate held requests wait at; opened once by [`FaultProxy::release`].
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
 }
 
 /// One request as the proxy saw it.
@@ -79,6 +89,7 @@ impl State {
 pub struct FaultProxy {
     url: String,
     state: Arc<Mutex<State>>,
+    gate: Arc<Gate>,
 }
 
 impl FaultProxy {
@@ -96,15 +107,17 @@ impl FaultProxy {
             script: None,
             log: Vec::new(),
         }));
-        let shared = state.clone();
+        let gate = Arc::new(Gate::default());
+        let (shared, shared_gate) = (state.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (state, upstream) = (shared.clone(), upstream.clone());
-                std::thread::spawn(move || serve_connection(stream, &upstream, &state));
+                let (state, gate, upstream) =
+                    (shared.clone(), shared_gate.clone(), upstream.clone());
+                std::thread::spawn(move || serve_connection(stream, &upstream, &state, &gate));
             }
         });
-        Self { url, state }
+        Self { url, state, gate }
     }
 
     /// The endpoint URL to build the store under test against.
@@ -134,6 +147,12 @@ impl FaultProxy {
         let mut state = self.lock();
         state.queued.clear();
         state.script = None;
+    }
+
+    /// Lets every held request (and any later one) through to the engine.
+    pub fn release(&self) {
+        *self.gate.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.gate.opened.notify_all();
     }
 
     /// Every request seen so far, in arrival order.
@@ -211,7 +230,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     })
 }
 
-fn serve_connection(stream: TcpStream, upstream: &str, state: &Mutex<State>) {
+fn serve_connection(stream: TcpStream, upstream: &str, state: &Mutex<State>, gate: &Gate) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -244,6 +263,18 @@ fn serve_connection(stream: TcpStream, upstream: &str, state: &Mutex<State>) {
             Fault::ApplyThenServerError => {
                 let _ = forward(upstream, &request);
                 error_response(500, "InternalServerError", "injected after applying")
+            }
+            Fault::Hold => {
+                // Bounded, so a test that forgets to release cannot hang.
+                let open = gate.open.lock().unwrap_or_else(|e| e.into_inner());
+                drop(
+                    gate.opened
+                        .wait_timeout_while(open, Duration::from_secs(30), |open| !*open),
+                );
+                match forward(upstream, &request) {
+                    Some(raw) => raw,
+                    None => error_response(502, "InternalServerError", "upstream unreachable"),
+                }
             }
             Fault::ApplyThenDrop => {
                 let _ = forward(upstream, &request);

@@ -300,3 +300,38 @@ async fn a_quota_update_cancelled_after_its_lost_commit_writes_one_audit_entry()
     audit.assert_status(200);
     assert_eq!(audit.body["items"].as_array().unwrap().len(), 1, "{}", audit.text);
 }
+
+/// A redemption stalls past its key's 30 s lease; a retry with the same key
+/// takes the key over and redeems. When the stalled one's transaction finally
+/// arrives, its idempotency completion fails: whoever holds the key answers
+/// (the retry's response, replayed), not 409 already_redeemed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
+    let Some((env, proxy)) = TestEnv::with_faults(manual_clock()).await else {
+        return;
+    };
+    let env = std::sync::Arc::new(env);
+    let code = one_code(&env, 10, 5).await;
+    let from = proxy.seen(TWI).len();
+    proxy.inject(TWI, &[Fault::Hold]);
+    let stalled = {
+        let (env, code) = (env.clone(), code.clone());
+        tokio::spawn(async move { redeem(&env, "dave", Some("k-1"), &code).await })
+    };
+    while proxy.seen(TWI).len() == from {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    env.clock.set(env.clock.now() + chrono::Duration::seconds(31));
+    let retry = redeem(&env, "dave", Some("k-1"), &code).await;
+    retry.assert_status(201);
+    assert!(retry.headers.get(REPLAYED).is_none());
+    proxy.release();
+    let late = stalled.await.unwrap();
+    late.assert_status(201);
+    assert_eq!(late.headers.get(REPLAYED).unwrap(), "true");
+    assert_eq!(late.body, retry.body);
+    assert_eq!(used_count(&env, &code).await, 1);
+    assert_eq!(env.available("dave").await, 10);
+    let snapshot = env.table_snapshot().await;
+    assert!(!snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+}
