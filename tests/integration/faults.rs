@@ -92,7 +92,13 @@ async fn an_adjust_whose_answer_is_lost_applies_once() {
     proxy.inject(TWI, &LOST_THEN_THROTTLED);
     let stats = env.store.stats();
     let (requests, attempts) = (stats.requests(), stats.attempts());
-    let res = adjust(&env, "alice", None, &json!({"delta": 100, "reason": "grant"})).await;
+    let res = adjust(
+        &env,
+        "alice",
+        None,
+        &json!({"delta": 100, "reason": "grant"}),
+    )
+    .await;
     res.assert_status(200);
     assert_eq!(res.body["current"], 100);
     assert_resent_identically(&proxy, 0);
@@ -119,13 +125,22 @@ async fn an_adjust_that_never_settles_is_503_and_applied_at_most_once() {
         TWI => Fault::Throttle,
         _ => Fault::Forward,
     }));
-    let res = adjust(&env, "alice", None, &json!({"delta": 100, "reason": "grant"})).await;
+    let res = adjust(
+        &env,
+        "alice",
+        None,
+        &json!({"delta": 100, "reason": "grant"}),
+    )
+    .await;
     res.assert_error(503, "store_unavailable");
     proxy.heal();
     assert_eq!(env.available("alice").await, 100);
     assert_eq!(env.full_ledger("alice").await.len(), 1);
     let sent = proxy.seen(TWI);
-    assert!(sent.iter().all(|s| s.body == sent[0].body), "never re-planned");
+    assert!(
+        sent.iter().all(|s| s.body == sent[0].body),
+        "never re-planned"
+    );
 }
 
 /// (b) A redemption that committed answers 201 (not 409 already_redeemed),
@@ -154,7 +169,9 @@ async fn a_redemption_whose_answer_is_lost_answers_201() {
     assert_eq!(env.full_ledger("alice").await.len(), 1);
     let snapshot = env.table_snapshot().await;
     assert!(
-        !snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")),
+        !snapshot
+            .keys()
+            .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")),
         "a success counted as a failed attempt"
     );
 }
@@ -238,7 +255,13 @@ async fn an_adjust_cancelled_after_its_lost_commit_is_resolved_by_its_ledger_ent
         return;
     };
     proxy.inject(TWI, &LOST_THEN_CANCELLED);
-    let res = adjust(&env, "alice", None, &json!({"delta": 40, "reason": "grant"})).await;
+    let res = adjust(
+        &env,
+        "alice",
+        None,
+        &json!({"delta": 40, "reason": "grant"}),
+    )
+    .await;
     res.assert_status(200);
     assert_eq!(res.body["current"], 40);
     proxy.heal();
@@ -267,13 +290,22 @@ async fn a_redemption_cancelled_after_its_lost_commit_is_resolved_by_its_record(
     proxy.inject(TWI, &LOST_THEN_CANCELLED);
     let res = redeem(&env, "alice", None, &code).await;
     res.assert_status(201);
-    assert_eq!(res.body["subscription"]["expires_at"], "2026-04-04T05:06:07Z");
+    assert_eq!(
+        res.body["subscription"]["expires_at"],
+        "2026-04-04T05:06:07Z"
+    );
     proxy.heal();
     assert_eq!(used_count(&env, &code).await, 1);
-    let subs = env.get("/v1/me/subscriptions").as_user("alice").send().await;
+    let subs = env
+        .get("/v1/me/subscriptions")
+        .as_user("alice")
+        .send()
+        .await;
     assert_eq!(subs.body["items"][0]["expires_at"], "2026-04-04T05:06:07Z");
     let snapshot = env.table_snapshot().await;
-    assert!(!snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    assert!(!snapshot
+        .keys()
+        .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
 }
 
 /// (e) Quota admin writes go through the same path: one change, one audit
@@ -298,7 +330,12 @@ async fn a_quota_update_cancelled_after_its_lost_commit_writes_one_audit_entry()
         .send()
         .await;
     audit.assert_status(200);
-    assert_eq!(audit.body["items"].as_array().unwrap().len(), 1, "{}", audit.text);
+    assert_eq!(
+        audit.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        audit.text
+    );
 }
 
 /// A redemption stalls past its key's 30 s lease; a retry with the same key
@@ -321,7 +358,8 @@ async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
     while proxy.seen(TWI).len() == from {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    env.clock.set(env.clock.now() + chrono::Duration::seconds(31));
+    env.clock
+        .set(env.clock.now() + chrono::Duration::seconds(31));
     let retry = redeem(&env, "dave", Some("k-1"), &code).await;
     retry.assert_status(201);
     assert!(retry.headers.get(REPLAYED).is_none());
@@ -333,5 +371,7 @@ async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
     assert_eq!(used_count(&env, &code).await, 1);
     assert_eq!(env.available("dave").await, 10);
     let snapshot = env.table_snapshot().await;
-    assert!(!snapshot.keys().any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    assert!(!snapshot
+        .keys()
+        .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
 }

@@ -438,7 +438,8 @@ impl DynamoStore {
             now,
         );
         let write = TransactWriteItem::builder().put(put).build();
-        self.transact(vec![write, self.audit_put(&entry)?], &entry).await
+        self.transact(vec![write, self.audit_put(&entry)?], &entry)
+            .await
     }
 }
 

@@ -842,9 +842,7 @@ impl DynamoStore {
                         Settled::Cancelled {
                             after_unknown: true,
                             ..
-                        } if self.audit_written(&audit).await? => {
-                            Ok(super::txn::Attempt::Done(()))
-                        }
+                        } if self.audit_written(&audit).await? => Ok(super::txn::Attempt::Done(())),
                         Settled::Cancelled { reasons, .. }
                             if reasons
                                 .first()
@@ -1443,7 +1441,9 @@ impl DynamoStore {
             match attr::get_s(item, keys::SK)? {
                 CODE_SK => snapshot.code = Some(code_from_item(item)?),
                 STATS_SK => snapshot.count = attr::get_i64(item, "redemption_count")?,
-                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => snapshot.redeemed = Some(item.clone()),
+                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => {
+                    snapshot.redeemed = Some(item.clone())
+                }
                 _ => {}
             }
         }

@@ -28,10 +28,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::{
     TransactWriteItemsError, TransactWriteItemsOutput,
 };
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, TransactWriteItem};
-use rand::Rng;
-use std::future::Future;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use rand::Rng;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,7 +126,9 @@ impl CancelReason {
     pub fn is_transient_or_none(&self) -> bool {
         matches!(
             self.code.as_deref(),
-            None | Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+            None | Some(
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
         )
     }
 }
