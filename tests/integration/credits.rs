@@ -782,6 +782,10 @@ async fn same_idempotency_key_twenty_times_concurrently_applies_once() {
     assert_eq!(Some(again.body), first_body);
 }
 
+/// 250 writers on one account. Under contention a writer may exhaust its
+/// bounded retries and answer 409 `conflict` (busy, nothing written): how
+/// many do depends on the machine's speed, not on the code, so the test
+/// asserts what every answer says, not that none was busy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_adjusts_and_usage_debits_keep_a_gap_free_chain() {
     let env = Arc::new(TestEnv::new().await);
@@ -823,28 +827,52 @@ async fn concurrent_adjusts_and_usage_debits_keep_a_gap_free_chain() {
                     })
                 })
                 .await
+                .map(|credits| (i, credits))
         }));
     }
     let mut written = 1;
+    let mut busy = 0;
     for task in adjusts {
         let res = task.await.unwrap();
+        if res.status == 409 {
+            res.assert_error(409, "conflict");
+            busy += 1;
+            continue;
+        }
         res.assert_status(200);
         if !res.body["transaction_id"].is_null() {
             written += 1;
         }
     }
     let mut consumed = 0;
+    let mut debited = std::collections::BTreeSet::new();
     for task in debits {
-        consumed += task.await.unwrap().expect("usage debit commits");
-        written += 1;
+        match task.await.unwrap() {
+            Ok((i, credits)) => {
+                consumed += credits;
+                debited.insert(format!("evt-{i}"));
+                written += 1;
+            }
+            Err(e) => {
+                assert_eq!(spendguard_core::Error::from(e).code(), "conflict");
+                busy += 1;
+            }
+        }
     }
+    assert!(busy < 250, "no writer got through");
     let ledger = env.full_ledger("alice").await;
-    assert_eq!(ledger.len(), written);
+    assert_eq!(ledger.len(), written, "{busy} busy");
     let acct = account(&env, "alice").await;
     assert_chain(&ledger, &acct);
     assert_eq!(acct["used"].as_i64(), Some(consumed));
-    let consume_entries = ledger.iter().filter(|e| e["type"] == "consume").count();
-    assert_eq!(consume_entries, 200);
+    // Exactly the debits that answered success are in the ledger, once each.
+    let consume_refs: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["type"] == "consume")
+        .map(|e| e["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(consume_refs.len(), debited.len());
+    assert!(consume_refs.iter().all(|r| debited.contains(*r)));
     let granted: i64 = ledger
         .iter()
         .filter(|e| e["type"] == "grant")
