@@ -2,6 +2,7 @@
 
 mod credits;
 mod credits_cli;
+mod faults;
 mod foundation;
 mod local_stack;
 mod quotas;

@@ -195,8 +195,9 @@ impl Account {
     }
 
     /// Computes the next state and its ledger entry. Errors: a non-positive
-    /// amount (internal misuse), overflow (400 `invalid_amount`), or a balance
-    /// below zero where the change does not allow it (409 `insufficient_credits`).
+    /// amount (internal misuse), overflow (400 `invalid_amount`), or a deduction
+    /// ending below zero where the change does not allow it (409
+    /// `insufficient_credits`).
     pub fn apply(&self, change: &Change, now: DateTime<Utc>) -> Result<Applied, Error> {
         if change.credits <= 0 {
             return Err(Error::Internal(format!(
@@ -206,7 +207,9 @@ impl Account {
         }
         let amount = change.signed_amount();
         let available = self.available.checked_add(amount).ok_or_else(overflow)?;
-        if available < 0 && !change.allow_negative {
+        // Only a change that lowers the balance below zero needs the allowance:
+        // a grant onto a negative balance (a user in debt topping up) applies.
+        if amount < 0 && available < 0 && !change.allow_negative {
             return Err(Error::InsufficientCredits(format!(
                 "available credits {} cannot cover a deduction of {}",
                 self.available, change.credits
@@ -652,6 +655,25 @@ mod tests {
             .apply(&Change::deduct(6, "c", "d").forced(true), now())
             .unwrap();
         assert_eq!(r.after.available, -1);
+    }
+
+    /// Only a change that lowers the balance below zero needs force: a grant or
+    /// a redemption onto a negative balance always applies.
+    #[test]
+    fn a_grant_onto_a_negative_balance_applies() {
+        let a = account(-1000, 0, 0, 1);
+        let r = a.apply(&Change::grant(10, "c", "d"), now()).unwrap();
+        assert_eq!((r.after.available, r.entry.amount), (-990, 10));
+        let r = a.apply(&Change::redeem(100, "c", "d"), now()).unwrap();
+        assert_eq!(r.after.available, -900);
+        let e = a.apply(&Change::deduct(1, "c", "d"), now()).unwrap_err();
+        assert_eq!(e.code(), "insufficient_credits");
+        let plan = AdjustPlan::new(&a, AdjustBy::Delta(10), false).unwrap();
+        let change = plan.change("r", false).unwrap();
+        assert_eq!(a.apply(&change, now()).unwrap().after.available, -990);
+        let plan = AdjustPlan::new(&a, AdjustBy::Target(0), false).unwrap();
+        let change = plan.change("r", false).unwrap();
+        assert_eq!(a.apply(&change, now()).unwrap().after.available, 0);
     }
 
     #[test]

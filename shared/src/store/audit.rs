@@ -51,6 +51,16 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Whether `entry` is stored: the transaction that carried it committed
+    /// (each entry has a fresh id, so only that transaction could write it).
+    pub(crate) async fn audit_written(&self, entry: &AuditEntry) -> Result<bool, Error> {
+        let item = audit_item(entry)?;
+        let key = keys::item_key(attr::get_s(&item, keys::PK)?, attr::get_s(&item, keys::SK)?);
+        Ok(self.get_consistent(key).await?.is_some())
+    }
+}
+
 impl AuditStore for DynamoStore {
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), Error> {
         self.client()

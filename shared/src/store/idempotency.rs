@@ -11,6 +11,8 @@
 //!    this request (new, expired, or an in-progress record whose owner stopped
 //!    renewing it); otherwise it answers a replay, 422 or 409 from the
 //!    existing record, which the failed condition returns (no extra read).
+//!    A record carrying this request's own token is its own claim (the put
+//!    committed, its answer was lost, and the SDK's resend failed on it).
 //! 2. The effect's `TransactWriteItems` includes
 //!    [`DynamoStore::idempotency_complete_action`], conditioned on still owning
 //!    the record, so the effect and the stored response commit together: an
@@ -19,6 +21,7 @@
 //!    with [`DynamoStore::release_idempotency`], so a retry can run again.
 
 use super::attr::{self, Item};
+use super::txn::{Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
 use crate::error::Error;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -233,6 +236,14 @@ impl DynamoStore {
                 Some(item) => Some(item),
                 None => self.read_idempotency(&lease.pk()).await?,
             };
+            // Our own claim: an earlier attempt of this put committed but its
+            // answer was lost, and the SDK's resend failed on the record it wrote.
+            if existing.as_ref().is_some_and(|item| {
+                attr::opt_s(item, "token") == Some(lease.token.as_str())
+                    && attr::opt_s(item, "status") == Some(STATUS_IN_PROGRESS)
+            }) {
+                return Ok(Claim::Acquired(lease));
+            }
             match existing.and_then(|item| outcome_of(&item, fingerprint, now)) {
                 Some(outcome) => return outcome,
                 // Expired or gone between the write and the read: try again.
@@ -287,13 +298,33 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let action = self.idempotency_complete_action(lease, response, now)?;
-        self.client()
-            .transact_write_items()
-            .transact_items(action)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let token = uuid::Uuid::new_v4().to_string();
+        match self
+            .transact_settled(vec![action], &token, false, &SETTLE_BACKOFF)
+            .await?
+        {
+            Settled::Committed(_) => Ok(()),
+            Settled::Cancelled {
+                reasons,
+                after_unknown,
+            } => {
+                // Completed already by this very lease (an earlier send whose
+                // answer was lost): done. Otherwise the lease was lost.
+                let record = match after_unknown {
+                    true => self.read_idempotency(&lease.pk()).await?,
+                    false => None,
+                };
+                if record.is_some_and(|item| {
+                    attr::opt_s(&item, "token") == Some(lease.token.as_str())
+                        && attr::opt_s(&item, "status") == Some(STATUS_COMPLETED)
+                }) {
+                    return Ok(());
+                }
+                Err(Error::Conflict(format!(
+                    "the idempotency key is no longer held by this request: {reasons:?}"
+                )))
+            }
+        }
     }
 
     /// The action that gives the key up again (the request had no effect).

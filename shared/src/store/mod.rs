@@ -42,6 +42,7 @@ pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
     stats: Arc<RequestStats>,
+    open_outcomes: Arc<txn::OpenOutcomes>,
 }
 
 impl DynamoStore {
@@ -77,15 +78,18 @@ impl DynamoStore {
 
     fn with_builder(builder: aws_sdk_dynamodb::config::Builder, table: &str) -> Self {
         let stats = Arc::new(RequestStats::default());
+        let open_outcomes = Arc::new(txn::OpenOutcomes::default());
         let client = Client::from_conf(
             builder
                 .interceptor(stats::CountingInterceptor(stats.clone()))
+                .interceptor(txn::OutcomeWatch(open_outcomes.clone()))
                 .build(),
         );
         Self {
             client,
             table: table.into(),
             stats,
+            open_outcomes,
         }
     }
 
@@ -95,6 +99,7 @@ impl DynamoStore {
             client: self.client.clone(),
             table: table.into(),
             stats: Arc::new(RequestStats::default()),
+            open_outcomes: self.open_outcomes.clone(),
         }
     }
 

@@ -25,7 +25,7 @@
 //! Every admin write commits in one `TransactWriteItems` with its audit entry.
 
 use super::attr::{self, Item};
-use super::txn::{Attempt, Backoff, TxnFailure};
+use super::txn::{Attempt, Backoff, Settled, SETTLE_BACKOFF};
 use super::{keys, DynamoStore};
 use crate::domain::audit::{self, Actor, AuditEntry};
 use crate::domain::quota::{
@@ -290,7 +290,7 @@ impl DynamoStore {
             items.push(self.conditional_item(HashMap::from(key), write(change))?);
         }
         items.push(self.audit_put(entry)?);
-        Ok(match self.transact(items).await? {
+        Ok(match self.transact(items, entry).await? {
             Attempt::Done(()) => Attempt::Done(apply_changes(records, changes)),
             Attempt::Retry => Attempt::Retry,
         })
@@ -331,32 +331,41 @@ impl DynamoStore {
         })
     }
 
-    /// Sends one transaction: `Retry` if a condition failed or it conflicted.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Attempt<()>, Error> {
+    /// Sends one transaction (carrying `audit`) until it settles: `Retry` if
+    /// a condition failed or it conflicted. A send whose outcome stays open is
+    /// 503, never retried with a fresh read (that would write a second audit
+    /// entry, or reset a window twice); a cancellation after an open send is
+    /// checked against the audit entry, which only this transaction writes.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        audit: &AuditEntry,
+    ) -> Result<Attempt<()>, Error> {
         if items.len() > MAX_TRANSACT_ITEMS {
             return Err(Error::Internal(format!(
                 "{} writes exceed one transaction; configure fewer platforms",
                 items.len()
             )));
         }
-        let sent = self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match sent.map_err(TxnFailure::from_sdk) {
-            Ok(_) => Ok(Attempt::Done(())),
-            Err(TxnFailure::Cancelled(reasons))
-                if reasons.iter().any(|r| r.is_condition_failed()) =>
+        let token = uuid::Uuid::new_v4().to_string();
+        match self
+            .transact_settled(items, &token, false, &SETTLE_BACKOFF)
+            .await?
+        {
+            Settled::Committed(_) => Ok(Attempt::Done(())),
+            Settled::Cancelled {
+                after_unknown: true,
+                ..
+            } if self.audit_written(audit).await? => Ok(Attempt::Done(())),
+            Settled::Cancelled { reasons, .. }
+                if reasons.iter().any(|r| r.is_condition_failed())
+                    || reasons.iter().all(|r| r.is_transient_or_none()) =>
             {
                 Ok(Attempt::Retry)
             }
-            Err(TxnFailure::Cancelled(reasons)) => Err(Error::Internal(format!(
+            Settled::Cancelled { reasons, .. } => Err(Error::Internal(format!(
                 "quota transaction cancelled: {reasons:?}"
             ))),
-            Err(TxnFailure::Transient(_)) => Ok(Attempt::Retry),
-            Err(TxnFailure::Unavailable(e)) => Err(e),
         }
     }
 
@@ -429,7 +438,8 @@ impl DynamoStore {
             now,
         );
         let write = TransactWriteItem::builder().put(put).build();
-        self.transact(vec![write, self.audit_put(&entry)?]).await
+        self.transact(vec![write, self.audit_put(&entry)?], &entry)
+            .await
     }
 }
 
