@@ -3,6 +3,7 @@
 mod credits;
 mod credits_cli;
 mod foundation;
+mod inputs;
 mod quotas;
 mod redemption;
 mod template;
