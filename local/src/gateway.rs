@@ -155,7 +155,7 @@ impl Gateway {
                 json!({"Type": "ResourceNotFoundException", "Message": format!("Function not found: {name}")}),
             );
         }
-        let req = match lambda_http::request::from_str(&text) {
+        let req = match http_event(&text) {
             Ok(r) => r,
             Err(e) => {
                 return raw(
@@ -172,6 +172,16 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// Reads an HTTP function's event. `lambda_http` panics on some events it
+/// cannot turn into a request (an `isBase64Encoded` body that is not base64,
+/// a query string a URI cannot hold): those are events of the wrong kind too,
+/// not a dropped connection.
+fn http_event(text: &str) -> Result<lambda_http::Request, String> {
+    std::panic::catch_unwind(|| lambda_http::request::from_str(text))
+        .map_err(|_| "the event cannot be read as an HTTP request".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// The HTTP API payload 2.0 event API Gateway would send for `req`.

@@ -118,21 +118,28 @@ async fn a_duplicate_key_is_refused_on_every_route() {
 #[tokio::test]
 async fn adjust_integer_edges() {
     let env = TestEnv::new().await;
-    for (value, code, says) in [
-        ("1e400", "invalid_amount", "without a fraction or exponent"),
-        ("-1e400", "invalid_amount", "without a fraction or exponent"),
-        ("1.0", "invalid_amount", "without a fraction or exponent"),
-        ("1e2", "invalid_amount", "without a fraction or exponent"),
-        ("-0", "invalid_amount", "not -0"),
-        ("9223372036854775808", "invalid_amount", "out of range"),
+    // 1e400 was a malformed body (invalid_request); 1.0, 1e2 and -0 were
+    // "out of range". JSON Schema's integer is any whole number, however spelled.
+    for (value, says) in [
+        ("1e400", "out of range"),
+        ("-1e400", "out of range"),
+        ("9223372036854775808", "out of range"),
+        ("1.5", "must be a whole number"),
+        ("1e-2", "must be a whole number"),
     ] {
         for field in ["delta", "target"] {
             let body = format!(r#"{{"{field}":{value},"reason":"edge"}}"#);
             let res = adjust_raw(&env, &body).await;
-            res.assert_error(400, code);
+            res.assert_error(400, "invalid_amount");
             let message = res.body["error"]["message"].as_str().unwrap();
             assert!(message.contains(says), "{body}: {message}");
         }
+    }
+    for (value, adjustment) in [("1.0", 1), ("1e2", 100), ("-0", 0), ("-1.0E1", -10)] {
+        let body = format!(r#"{{"delta":{value},"reason":"edge","mode":"dry_run","force":true}}"#);
+        let res = adjust_raw(&env, &body).await;
+        res.assert_status(200);
+        assert_eq!(res.body["adjustment"], adjustment, "{body}");
     }
     // The whole 64-bit range is a balance.
     let res = adjust_raw(
@@ -386,4 +393,68 @@ async fn null_is_refused_where_a_field_is_not_nullable() {
         .send()
         .await
         .assert_status(200);
+}
+
+#[tokio::test]
+async fn an_http_event_lambda_http_cannot_read_is_refused_not_a_crash() {
+    let env = TestEnv::new().await;
+    let base = json!({"version": "2.0", "requestContext": {"http": {"method": "GET"}}});
+    for (field, value) in [
+        ("isBase64Encoded", json!(true)),
+        ("rawQueryString", json!("\u{1}%%")),
+        // Without its leading slash the path is read as part of a host name.
+        ("rawPath", json!("\u{800}")),
+    ] {
+        let mut event = base.clone();
+        event[field] = value;
+        if field == "isBase64Encoded" {
+            event["body"] = json!("!!");
+        }
+        let res = env.invoke("quota", &event).await;
+        res.assert_status(400);
+        assert_eq!(
+            res.body["Type"], "InvalidRequestContentException",
+            "{event}"
+        );
+    }
+    // A readable event still reaches the function.
+    env.invoke("quota", &base).await.assert_status(200);
+}
+
+#[tokio::test]
+async fn an_object_field_sent_as_an_array_is_refused() {
+    let env = TestEnv::new().await;
+    let before = env.table_snapshot().await;
+    // serde_json alone fills a struct from an array of its fields in order.
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/admin/quota-defaults/system",
+            json!({"antigravity": [null, "5"]}),
+        ),
+        (
+            "PUT",
+            "/v1/admin/users/alice/quotas",
+            json!({"quotas": [["openai", "1"]]}),
+        ),
+        (
+            "PUT",
+            "/v1/admin/users/alice/quotas",
+            json!([[{"platform": "openai"}]]),
+        ),
+        ("POST", "/v1/quota/check", json!(["alice", "openai"])),
+        (
+            "POST",
+            "/v1/admin/redemption-codes",
+            json!({"count": 1, "max_uses": 1, "subscription": ["p", "day", 1]}),
+        ),
+    ] {
+        env.request(method, path)
+            .as_admin()
+            .json(&body)
+            .send()
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    assert_eq!(env.table_snapshot().await, before, "a refused body wrote");
 }

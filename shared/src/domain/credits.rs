@@ -357,32 +357,28 @@ fn shown(text: &str) -> String {
     }
 }
 
-/// Reads an integer credit amount from a JSON value's source text (never
-/// through `f64`), so every refusal is 400 `invalid_amount` with its reason:
-/// not a number, a fraction or exponent (`1.0`, `1e2`, `1e400`), `-0`, or
-/// outside the 64-bit range.
+/// Reads an integer credit amount from a JSON value's source text, exactly
+/// (never through `f64`). An integer is a JSON number without a fractional
+/// part, as JSON Schema's `integer` says, however it is spelled: `100`,
+/// `100.0`, `1e2` and `1.00e2` are 100 and `-0` is 0. Every refusal is 400
+/// `invalid_amount` with its reason: not a number, a fractional part (`1.5`,
+/// `1e-3`), or outside the 64-bit range (`1e400`).
 pub fn json_credits(what: &str, raw: &RawValue) -> Result<i64, Error> {
+    use crate::json::NotAnInteger;
     let text = raw.get();
-    let refuse = |why: String| Err(Error::InvalidAmount(format!("{what} {why}")));
-    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return refuse(format!("must be an integer, got {}", shown(text)));
-    }
-    if text.contains(['.', 'e', 'E']) {
-        return refuse(format!(
-            "must be an integer written without a fraction or exponent, got {}",
-            shown(text)
-        ));
-    }
-    if text == "-0" {
-        return refuse("must be an integer without a sign on zero: write 0, not -0".into());
-    }
-    text.parse::<i64>().or_else(|_| {
-        refuse(format!(
-            "{} is out of range (64-bit signed integer: {} to {})",
-            shown(text),
-            i64::MIN,
-            i64::MAX
-        ))
+    crate::json::integer(text).map_err(|why| {
+        Error::InvalidAmount(match why {
+            NotAnInteger::NotANumber => format!("{what} must be an integer, got {}", shown(text)),
+            NotAnInteger::Fraction => {
+                format!("{what} must be a whole number, got {}", shown(text))
+            }
+            NotAnInteger::OutOfRange => format!(
+                "{what} {} is out of range (64-bit signed integer: {} to {})",
+                shown(text),
+                i64::MIN,
+                i64::MAX
+            ),
+        })
     })
 }
 
@@ -928,15 +924,42 @@ mod tests {
     }
 
     #[test]
-    fn integer_edges_say_what_is_wrong() {
+    fn integers_are_read_by_value_and_refusals_say_why() {
+        // JSON Schema's integer: any spelling of a whole number.
+        for (value, expected) in [
+            ("1.0", 1),
+            ("1e2", 100),
+            ("1.50E2", 150),
+            ("100e-2", 1),
+            ("-0", 0),
+            ("-0.0e5", 0),
+            ("0e99999999999999999999", 0),
+            ("9223372036854775807.0", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+            ("-92233720368547758.08e2", i64::MIN),
+        ] {
+            for field in ["delta", "target"] {
+                let body = format!(r#"{{"{field}": {value}, "reason": "x", "force": true}}"#);
+                match parse(&body) {
+                    Ok(r) => assert!(
+                        matches!(r.by, Some(AdjustBy::Delta(v)) | Some(AdjustBy::Target(v)) if v == expected),
+                        "{body}: {:?}",
+                        r.by
+                    ),
+                    // A negative target is refused as such.
+                    Err(e) => assert!(field == "target" && expected < 0, "{body}: {e}"),
+                }
+            }
+        }
         for (value, says) in [
-            ("1e400", "without a fraction or exponent"),
-            ("1.0", "without a fraction or exponent"),
-            ("1e2", "without a fraction or exponent"),
-            ("-1E-2", "without a fraction or exponent"),
-            ("-0", "not -0"),
+            ("1e400", "out of range"),
+            ("-1e400", "out of range"),
+            ("1e99999999999999999999", "out of range"),
             ("9223372036854775808", "out of range"),
             ("-9223372036854775809", "out of range"),
+            ("1.5", "must be a whole number, got 1.5"),
+            ("-1E-2", "must be a whole number"),
+            ("1e-99999999999999999999", "must be a whole number"),
             ("true", "must be an integer, got true"),
             ("\"5\"", "must be an integer, got \"5\""),
         ] {

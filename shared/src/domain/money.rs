@@ -12,6 +12,9 @@ pub const SCALE: u32 = 10;
 const ONE: i128 = 10_i128.pow(SCALE);
 /// DynamoDB numbers hold 38 significant digits; stay well inside them.
 const MAX_ATOMS: i128 = 10_i128.pow(36);
+/// An amount given as input is below 10^18 USD (as a string: at most 18
+/// integer digits), so sums of many stay far inside [`MAX_ATOMS`].
+const MAX_INPUT_ATOMS: i128 = 10_i128.pow(28) - 1;
 /// Significant digits of an amount given as input.
 const MAX_INPUT_DIGITS: usize = 37;
 /// Significant digits of a stored amount: DynamoDB keeps 38, and a counter
@@ -22,9 +25,10 @@ const MAX_STORED_DIGITS: usize = 38;
 /// The text of an amount given as a JSON string in a request: the `UsdInput`
 /// string pattern of `docs/openapi.yaml`, which a test keeps equal to this.
 /// Plain digits, an optional point with 1-10 digits after it; no sign, space,
-/// exponent or bare point. 26 integer digits keep every match inside the range.
-pub const USD_TEXT_PATTERN: &str = r"^[0-9]{1,26}(\.[0-9]{1,10})?$";
-const MAX_TEXT_INT_DIGITS: usize = 26;
+/// exponent or bare point; at most 18 integer digits (below 10^18 USD, the
+/// input range of either form).
+pub const USD_TEXT_PATTERN: &str = r"^[0-9]{1,18}(\.[0-9]{1,10})?$";
+const MAX_TEXT_INT_DIGITS: usize = 18;
 
 /// An exact amount of US dollars (may be negative internally, e.g. "remaining").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,7 +76,7 @@ impl Usd {
     /// Parses any decimal text (`"1.25"`, `"-3"`, `"1e-3"`), allowing negatives.
     /// Fails on more than 10 fractional digits, NaN/Infinity or out-of-range values.
     pub fn parse_signed(text: &str) -> Result<Self, AmountError> {
-        Self::parse_in_range(text, MAX_INPUT_DIGITS, MAX_ATOMS)
+        Self::parse_in_range(text, MAX_INPUT_DIGITS, MAX_INPUT_ATOMS)
     }
 
     /// Parses an amount read back from the store, e.g. a usage counter: like
@@ -191,7 +195,7 @@ impl Usd {
             _ => {}
         }
         if int_part.len() > MAX_TEXT_INT_DIGITS {
-            return Err(err("more than 26 integer digits"));
+            return Err(err("more than 18 integer digits"));
         }
         Self::parse_non_negative(text)
     }
@@ -310,6 +314,8 @@ mod tests {
             "1e-11",
             "1e400",
             "1e38",
+            "1e18",
+            "1000000000000000000",
             "abc",
             "1,5",
             " ",
@@ -396,10 +402,10 @@ mod tests {
             "0.00000000001",
             "１",
             "٣",
-            "99999999999999999999999999.9999999999",
-            "100000000000000000000000000",
-            "00000000000000000000000000",
-            "000000000000000000000000001",
+            "999999999999999999.9999999999",
+            "1000000000000000000",
+            "000000000000000000",
+            "0000000000000000001",
         ];
         for text in table {
             agree(text);
