@@ -174,10 +174,18 @@ async fn adjust_integer_edges() {
         ),
         (&json!("deduct"), &json!(i64::MIN), &json!(i64::MIN))
     );
-    // Below that it overflows, and says so.
-    adjust_raw(&env, r#"{"delta":-1,"reason":"edge","force":true}"#)
-        .await
-        .assert_error(400, "invalid_amount");
+    // Below that the balance cannot go: a refusal of the state (409, like
+    // insufficient_credits), not of the input (a schema-valid delta).
+    for body in [
+        r#"{"delta":-1,"reason":"edge","force":true}"#,
+        r#"{"delta":-1,"reason":"edge","force":true,"mode":"dry_run"}"#,
+        r#"{"target":9223372036854775807,"reason":"edge"}"#,
+    ] {
+        adjust_raw(&env, body)
+            .await
+            .assert_error(409, "balance_overflow");
+    }
+    assert_eq!(env.available("alice").await, i64::MIN);
 }
 
 #[tokio::test]

@@ -187,8 +187,11 @@ pub struct Applied {
     pub entry: LedgerEntry,
 }
 
+/// 409 `balance_overflow`: the account cannot hold the result.
 fn overflow() -> Error {
-    Error::InvalidAmount("the change would overflow the credit balance (64-bit integer)".into())
+    Error::BalanceOverflow(
+        "the change would take the credit balance outside a 64-bit integer".into(),
+    )
 }
 
 impl Account {
@@ -705,14 +708,14 @@ mod tests {
             a.apply(&Change::grant(1, "c", "d"), now())
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         let a = account(i64::MIN + 1, 0, i64::MAX, 1);
         assert_eq!(
             a.apply(&Change::consume(2, "c", "d"), now())
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         assert_eq!(
             a.apply(&Change::grant(0, "c", "d"), now())
@@ -751,13 +754,13 @@ mod tests {
             AdjustPlan::new(&account(-1, 0, 0, 1), AdjustBy::Delta(i64::MIN), true)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         assert_eq!(
             AdjustPlan::new(&a, AdjustBy::Delta(i64::MAX), false)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         // A negative balance (from usage) plus a grant that stays negative is fine.
         let neg = account(-10, 0, 10, 3);
@@ -766,7 +769,7 @@ mod tests {
             AdjustPlan::new(&neg, AdjustBy::Target(i64::MAX), false)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
     }
 
@@ -801,7 +804,7 @@ mod tests {
             .after
             .apply(&Change::deduct(1, "c", "d").forced(true), now())
             .unwrap_err();
-        assert_eq!(e.code(), "invalid_amount");
+        assert_eq!(e.code(), "balance_overflow");
     }
 
     #[test]
