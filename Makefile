@@ -124,7 +124,7 @@ cfn-lint: .cfn-lint
 # docs/openapi.yaml against a fresh local stack (free port, temporary data):
 # every operation with admin, user and service tokens, positive and negative
 # data, all checks; bounded (FUZZ_EXAMPLES per operation and phase).
-FUZZ_EXAMPLES ?= 25
+FUZZ_EXAMPLES ?= 100
 fuzz: .schemathesis
 	$(WITH_TOOLS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
 

@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXAMPLES=${FUZZ_EXAMPLES:-25}
+EXAMPLES=${FUZZ_EXAMPLES:-100}
 SEED=${FUZZ_SEED:-20261}
 BIN=${SPENDGUARD_LOCAL_BIN:-target/debug/spendguard-local}
 if [ -z "${SPENDGUARD_LOCAL_BIN:-}" ]; then
