@@ -436,7 +436,15 @@ async fn execute(
                 return Ok(serde_json::to_value(response).unwrap_or(Value::Null));
             }
             let text = std::str::from_utf8(payload).unwrap_or_default();
-            let req = lambda_http::request::from_str(text).map_err(deserialize_error)?;
+            // `lambda_http` panics on some events it cannot turn into a request
+            // (a body marked base64 that is not, a query a URI cannot hold): in
+            // Lambda the runtime fails that invocation; so does this one.
+            let req = std::panic::catch_unwind(|| lambda_http::request::from_str(text))
+                .map_err(|_| Diagnostic {
+                    error_type: "Runtime.ExitError".to_string(),
+                    error_message: "the event cannot be read as an HTTP request".to_string(),
+                })?
+                .map_err(deserialize_error)?;
             match functions.call_http(name, req).await {
                 Some(response) => Ok(api_gateway_v2_result(response)),
                 None => Err(Diagnostic {

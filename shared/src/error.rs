@@ -48,6 +48,10 @@ pub enum Error {
     // --- business refusals ---
     #[error("{0}")]
     InsufficientCredits(String),
+    /// A change the balance (a 64-bit integer) cannot hold: the upper twin
+    /// of `InsufficientCredits`, a refusal of the state, not of the input.
+    #[error("{0}")]
+    BalanceOverflow(String),
     #[error("redemption code not found")]
     CodeNotFound,
     #[error("redemption code is disabled")]
@@ -96,7 +100,7 @@ impl Error {
             PayloadTooLarge { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyInUse => StatusCode::CONFLICT,
-            InsufficientCredits(_) => StatusCode::CONFLICT,
+            InsufficientCredits(_) | BalanceOverflow(_) => StatusCode::CONFLICT,
             CodeNotFound => StatusCode::NOT_FOUND,
             CodeDisabled => StatusCode::FORBIDDEN,
             CodeExpired => StatusCode::GONE,
@@ -132,6 +136,7 @@ impl Error {
             IdempotencyKeyMismatch => "idempotency_key_mismatch",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             InsufficientCredits(_) => "insufficient_credits",
+            BalanceOverflow(_) => "balance_overflow",
             CodeNotFound => "code_not_found",
             CodeDisabled => "code_disabled",
             CodeExpired => "code_expired",

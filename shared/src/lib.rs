@@ -4,12 +4,14 @@
 //! - [`store`]: the DynamoDB adapter behind narrow traits.
 //! - [`api`]: the HTTP edge: auth from API Gateway claims, body parsing, responses.
 //! - [`error`]: the one error enum and its HTTP mapping.
+//! - [`json`]: the one JSON reader of request bodies and usage events.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod json;
 pub mod store;
 pub mod telemetry;
 pub mod template;

@@ -296,6 +296,16 @@ impl TestRequest<'_> {
         self
     }
 
+    /// A header with raw bytes (non-ASCII, tab): what HTTP carries but a
+    /// `&str` header cannot show.
+    pub fn header_bytes(mut self, name: &'static str, value: &[u8]) -> Self {
+        self.req.headers.append(
+            name,
+            HeaderValue::from_bytes(value).expect("bytes HTTP allows in a header"),
+        );
+        self
+    }
+
     pub fn bearer(self, token: &str) -> Self {
         self.header("authorization", &format!("Bearer {token}"))
     }

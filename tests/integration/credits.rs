@@ -460,18 +460,22 @@ async fn bad_input_is_400_and_writes_nothing() {
             json!({"delta": 9_223_372_036_854_775_808u64, "reason": "r"}),
             "invalid_amount",
         ),
-        // Fits, but the balance would overflow.
-        (json!({"delta": 10, "reason": "r"}), "invalid_amount"),
-        (
-            json!({"delta": 10, "reason": "r", "mode": "dry_run"}),
-            "invalid_amount",
-        ),
         (json!([]), "invalid_request"),
     ];
     for (body, code) in cases {
         let res = adjust_with_key(&env, "alice", "bad-input-key", &body).await;
         assert_eq!(res.status, 400, "{body}: {}", res.text);
         assert_eq!(res.error_code(), Some(code), "{body}: {}", res.text);
+    }
+    // Fits, but the balance would overflow: refused by the state, as a
+    // deduction below zero is.
+    for body in [
+        json!({"delta": 10, "reason": "r"}),
+        json!({"delta": 10, "reason": "r", "mode": "dry_run"}),
+    ] {
+        adjust_with_key(&env, "alice", "bad-input-key", &body)
+            .await
+            .assert_error(409, "balance_overflow");
     }
     for raw in ["", "{", "not json"] {
         let res = env

@@ -4,6 +4,7 @@ mod credits;
 mod credits_cli;
 mod faults;
 mod foundation;
+mod inputs;
 mod local_stack;
 mod quotas;
 mod redemption;

@@ -44,10 +44,9 @@ impl PageRequest {
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| Error::InvalidRequest(format!("limit must be 1-{MAX_LIMIT}")))?,
         };
-        let cursor = super::query_param(req, "cursor")
-            .filter(|c| !c.is_empty())
-            .map(|c| Cursor::decode(&c))
-            .transpose()?;
+        // An empty cursor is not one this API returned (`next_cursor` is null
+        // on the last page, never "").
+        let cursor = super::query_filter(req, "cursor", Cursor::decode)?;
         Ok(Self { limit, cursor })
     }
 }

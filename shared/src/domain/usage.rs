@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,16 +54,17 @@ struct Wire {
     request_id: Option<String>,
     #[serde(default)]
     model: Option<String>,
+    /// Nullable: `null` is "no credits".
     #[serde(default)]
-    credits: Option<Value>,
+    credits: Option<Box<RawValue>>,
 }
 
 impl UsageEvent {
     /// Parses one SQS message body. `now` bounds `occurred_at` (at most
     /// [`MAX_FUTURE_SKEW`] ahead).
     pub fn parse(body: &str, platforms: &Platforms, now: DateTime<Utc>) -> Result<Self, Error> {
-        let wire: Wire = serde_json::from_str(body)
-            .map_err(|e| Error::InvalidRequest(format!("malformed usage event: {e}")))?;
+        // The one JSON reader of request bodies: a duplicate key is refused.
+        let wire: Wire = crate::json::from_str(body)?;
         let event_id = EventId::parse(&wire.event_id)?;
         let user_id = UserId::parse(&wire.user_id)?;
         let platform = platforms.parse(&wire.platform)?;
@@ -86,21 +86,16 @@ impl UsageEvent {
         let request_id = label("request_id", wire.request_id)?;
         let model = label("model", wire.model)?;
         let credits = match wire.credits {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(c) if c >= 0 => Some(c).filter(|c| *c > 0),
-                _ => {
+            None => None,
+            Some(raw) => match super::credits::json_credits("credits", &raw)? {
+                c if c < 0 => {
                     return Err(Error::InvalidAmount(format!(
-                        "credits must be an integer between 0 and {}, got {n}",
+                        "credits must be an integer between 0 and {}, got {c}",
                         i64::MAX
                     )))
                 }
+                c => Some(c).filter(|c| *c > 0),
             },
-            Some(other) => {
-                return Err(Error::InvalidAmount(format!(
-                    "credits must be an integer, got {other}"
-                )))
-            }
         };
         Ok(Self {
             event_id,
@@ -399,6 +394,7 @@ impl UsagePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
