@@ -3,12 +3,12 @@
 //! payload 2.0 event, and serves the Lambda Invoke API.
 
 use crate::jwt;
+use crate::template::{percent_decode, RouteSpec, Template};
 use aws_lambda_events::event::sqs::SqsEvent;
 use http::{HeaderMap, Method, StatusCode};
 use lambda_http::Body;
 use serde_json::{json, Map, Value};
 use spendguard_core::api::{error_response, HttpFunction, HttpResponse};
-use spendguard_core::template::{percent_decode, RouteSpec, Template};
 use spendguard_core::{Deps, Error};
 use std::collections::HashMap;
 

@@ -4,12 +4,13 @@
 pub mod engine;
 pub mod gateway;
 pub mod jwt;
+pub mod schema;
+pub mod template;
 
 pub use gateway::{Functions, Gateway, GatewayRequest};
 
+use crate::template::Template;
 use spendguard_core::config::ENV_TABLE;
-use spendguard_core::store::schema;
-use spendguard_core::template::Template;
 use spendguard_core::{Config, DynamoStore, Error};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,9 @@
 //! spendguard core: everything the Lambda functions share.
 //!
-//! - [`domain`]: pure rules and newtypes (money, ids, platforms, windows). No AWS types.
-//! - [`store`]: the DynamoDB adapter behind narrow traits.
+//! - [`domain`]: pure rules and newtypes (money, ids, platforms, windows,
+//!   idempotency fingerprints). No AWS types.
+//! - [`paging`]: pages of lists and the cursors between them.
+//! - [`store`]: the DynamoDB adapter behind narrow traits (knows no HTTP).
 //! - [`api`]: the HTTP edge: auth from API Gateway claims, body parsing, responses.
 //! - [`error`]: the one error enum and its HTTP mapping.
 
@@ -10,9 +12,9 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod paging;
 pub mod store;
 pub mod telemetry;
-pub mod template;
 
 pub use clock::Clock;
 pub use config::Config;

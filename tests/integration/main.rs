@@ -2,6 +2,7 @@
 
 mod credits;
 mod credits_cli;
+mod dependencies;
 mod foundation;
 mod quotas;
 mod redemption;

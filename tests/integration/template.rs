@@ -17,7 +17,9 @@
 
 use spendguard_core::config::{ENV_TABLE, ENV_VARS};
 use spendguard_core::store::keys;
-use spendguard_core::template::{parse_yaml, FunctionSpec, ResourceRef, TableSpec, Template};
+use spendguard_local::template::{
+    parse_yaml, FunctionSpec, KeySpec, ResourceRef, TableSpec, Template,
+};
 use spendguard_tests::TestEnv;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -224,7 +226,7 @@ fn every_function_gets_the_environment_the_code_reads() {
 #[test]
 fn table_matches_the_store_key_design() {
     let table = spendguard_table(&Template::bundled());
-    let keys_of = |specs: &[spendguard_core::template::KeySpec]| -> Vec<(String, String)> {
+    let keys_of = |specs: &[KeySpec]| -> Vec<(String, String)> {
         specs
             .iter()
             .map(|k| (k.attribute.clone(), k.key_type.clone()))

@@ -13,7 +13,6 @@ pub(crate) mod list;
 pub mod lock;
 mod quota;
 pub mod redemption;
-pub mod schema;
 mod stats;
 pub mod txn;
 pub mod usage;
