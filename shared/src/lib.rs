@@ -32,10 +32,10 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Configuration and DynamoDB client from the standard environment.
+    /// Configuration and DynamoDB client from a Lambda function's environment.
     pub async fn from_env() -> std::result::Result<Self, Error> {
         let config = Arc::new(Config::from_env()?);
-        let store = DynamoStore::from_env(&config).await;
+        let store = DynamoStore::from_lambda_env(&config).await;
         Ok(Self {
             config,
             store,
