@@ -19,7 +19,7 @@ LAMBDA_FUNCTIONS := quota credits redemption usage-ingest
 TEMPLATE := infra/template.yaml
 
 .PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
-	tools .cargo-lambda .cfn-lint .sam .schemathesis bench test-external fuzz
+	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz
 
 run:
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -48,9 +48,15 @@ ci: fmt-check cfn-lint lint test
 
 # Ingest throughput and DynamoDB requests / write units per event (ratios where
 # possible): SPENDGUARD_BENCH_SCALE=0.1 for a quicker run.
-bench:
+bench: coldstart
 	$(CARGO) bench -p spendguard-tests --bench check --locked
 	$(CARGO) bench -p spendguard-tests --bench ingest --locked
+
+# Cold starts of the four functions (release, stripped) against a bare
+# lambda_runtime and an SDK hello world: size, init time, RSS at init
+# (COLDSTART_RUNS=21 by default; bench/coldstart/).
+coldstart:
+	CARGO="$(CARGO)" scripts/coldstart.sh
 
 # The integration suite, unchanged, against a second engine (moto, single-threaded).
 test-external:

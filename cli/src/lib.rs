@@ -19,13 +19,13 @@
 //! every mode without a process; `main` only wires.
 
 use clap::{Args, Parser, Subcommand};
-use spendguard_core::api::PageRequest;
 use spendguard_core::domain::audit::{Actor, ADMIN_ADJUST_CREDITS};
 use spendguard_core::domain::credits::{
     parse_credits, Account, AdjustBy, AdjustMode, AdjustPlan, AdjustRequest, EntryType,
     CATEGORY_ADMIN_ADJUST,
 };
 use spendguard_core::domain::UserId;
+use spendguard_core::paging::PageRequest;
 use spendguard_core::store::credits::AdjustResult;
 use spendguard_core::store::CreditStore;
 use spendguard_core::{Config, Deps, DynamoStore, Error};

@@ -4,11 +4,11 @@
 
 use crate::invoke::{self, InvokeRequest, Registry};
 use crate::jwt;
+use crate::template::{percent_decode, RouteSpec, Template};
 use base64::Engine;
 use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 use spendguard_core::api::{error_response, HttpFunction, HttpResponse};
-use spendguard_core::template::{percent_decode, RouteSpec, Template};
 use spendguard_core::{Deps, Error};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -21,6 +21,7 @@
 //!   `X-Amz-Executed-Version: $LATEST`.
 
 use crate::gateway::Functions;
+use crate::template::percent_decode;
 use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -28,7 +29,6 @@ use lambda_http::Body;
 use lambda_runtime::Diagnostic;
 use serde_json::{json, Value};
 use spendguard_core::api::HttpResponse;
-use spendguard_core::template::percent_decode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -69,7 +69,7 @@ pub struct Registry {
 
 impl Registry {
     /// The functions of the bundled template (their binary names, as deployed).
-    pub fn from_template(template: &spendguard_core::template::Template) -> Self {
+    pub fn from_template(template: &crate::template::Template) -> Self {
         Self {
             timeouts: template
                 .functions()

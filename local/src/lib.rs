@@ -5,14 +5,15 @@ pub mod engine;
 pub mod gateway;
 pub mod invoke;
 pub mod jwt;
+pub mod schema;
 pub mod server;
+pub mod template;
 
 pub use gateway::{Functions, Gateway, GatewayRequest};
 pub use server::ServeOptions;
 
+use crate::template::Template;
 use spendguard_core::config::ENV_TABLE;
-use spendguard_core::store::schema;
-use spendguard_core::template::Template;
 use spendguard_core::{Config, DynamoStore, Error};
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 
 mod credits;
 mod credits_cli;
+mod dependencies;
 mod faults;
 mod foundation;
 mod inputs;

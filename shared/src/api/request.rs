@@ -1,5 +1,6 @@
 //! Reading requests: route key, path and query parameters, JSON bodies.
 
+use crate::domain::idempotency::Fingerprint;
 use crate::error::Error;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
@@ -41,8 +42,8 @@ fn body_bytes(req: &Request) -> &[u8] {
 
 /// The request's identity for `Idempotency-Key` matching: method, path and the
 /// canonical JSON body.
-pub fn request_fingerprint(req: &Request) -> crate::store::Fingerprint {
-    crate::store::Fingerprint::of(req.method().as_str(), req.uri().path(), body_bytes(req))
+pub fn request_fingerprint(req: &Request) -> Fingerprint {
+    Fingerprint::of(req.method().as_str(), req.uri().path(), body_bytes(req))
 }
 
 /// Parses a JSON body of at most [`MAX_BODY_BYTES`] with the one reader

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth_source;
 pub mod credits;
+pub mod idempotency;
 pub mod ids;
 pub mod money;
 pub mod platform;

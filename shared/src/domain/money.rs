@@ -347,7 +347,8 @@ mod tests {
     /// The `UsdInput` string pattern of `docs/openapi.yaml`.
     fn openapi_usd_pattern() -> String {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml");
-        let doc = crate::template::parse_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let input = &doc["components"]["schemas"]["UsdInput"]["oneOf"];
         let strings: Vec<&str> = input
             .as_sequence()

@@ -5,10 +5,10 @@
 use super::attr::{self, Item};
 use super::list::{Filter, ListQuery};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Page, PageRequest};
 use crate::domain::audit::AuditEntry;
 use crate::domain::UserId;
 use crate::error::Error;
+use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::future::Future;

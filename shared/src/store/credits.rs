@@ -22,7 +22,6 @@ use super::idempotency::{Claim, Lease, StoredResponse};
 use super::list::ListQuery;
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, AuditStore, DynamoStore};
-use crate::api::{Page, PageRequest};
 use crate::clock::Clock;
 use crate::domain::audit::{Actor, AuditEntry, ADMIN_ADJUST_CREDITS};
 use crate::domain::credits::{
@@ -31,6 +30,7 @@ use crate::domain::credits::{
 };
 use crate::domain::UserId;
 use crate::error::Error;
+use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };

@@ -22,7 +22,6 @@ use super::list::{bad_cursor, item_key, start_key, Filter, ListQuery, MAX_LIST_Q
 use super::lock::LockLease;
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Cursor, Page, PageRequest};
 use crate::clock::Clock;
 use crate::domain::audit::{
     Actor, AuditEntry, ADMIN_CREATE_REDEMPTION_CODES, ADMIN_UPDATE_REDEMPTION_CODE,
@@ -35,6 +34,7 @@ use crate::domain::redemption::{
 };
 use crate::domain::UserId;
 use crate::error::Error;
+use crate::paging::{Cursor, Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
