@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod gateway;
 pub mod jwt;
+pub mod streams;
 
 pub use gateway::{Functions, Gateway, GatewayRequest};
 
@@ -34,8 +35,10 @@ pub async fn ensure_tables(store: &DynamoStore, config: &Config) -> Result<Vec<S
             _ => spec.logical_id.clone(),
         };
         if schema::ensure_table(store, &spec, &name).await? {
-            created.push(name);
+            created.push(name.clone());
         }
+        // The table's change stream feeds the alerts function (template: StreamSpecification).
+        streams::ensure_stream(&store.with_table(&name), &name).await?;
     }
     Ok(created)
 }

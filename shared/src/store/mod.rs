@@ -2,6 +2,7 @@
 //! configuration); [`keys`] documents the key design. Narrow traits per capability
 //! (e.g. [`QuotaStore`]) are what handlers depend on.
 
+pub mod alerts;
 pub mod attr;
 pub mod audit;
 pub mod credits;
@@ -18,6 +19,7 @@ mod stats;
 pub mod txn;
 pub mod usage;
 
+pub use alerts::{AlertFilter, AlertStore};
 pub use audit::{AuditFilter, AuditStore};
 pub use credits::{CommitError, CreditStore, CreditTxn};
 pub use idempotency::{Claim, Fingerprint, Lease, StoredResponse};
