@@ -97,7 +97,8 @@ impl App {
     /// The alerts of one stream record: written, then delivered.
     async fn record(&self, record: &EventRecord, report: &mut BatchReport) -> Result<(), Error> {
         for alert in self.alerts_of(record)? {
-            let recorded = self.deps.store.record_alert(&alert).await?;
+            let order = record.change.sequence_number.as_deref().unwrap_or_default();
+            let recorded = self.deps.store.record_alert(&alert, order).await?;
             match recorded {
                 Recorded::New => report.emitted += 1,
                 Recorded::Existing { .. } => report.duplicates += 1,
@@ -159,7 +160,7 @@ impl App {
         Ok(match watched(&new)? {
             Some(Watched::Quota { user_id, record }) => {
                 let before = match old {
-                    Some(Watched::Quota { record, .. }) => Some(record),
+                    Some(Watched::Quota { record, .. }) => Some(*record),
                     _ => None,
                 };
                 quota_alerts(

@@ -3,8 +3,8 @@
 //!
 //! | item | pk | sk | gsi1 |
 //! |---|---|---|---|
-//! | alert record | `ALERT#{alert_id}` | `ALERT` | `ALERTS` / `{occurred_at}#{alert_id}` |
-//! | user's copy | `USER#{user}` | `ALERT#{occurred_at}#{alert_id}` | — |
+//! | alert record | `ALERT#{alert_id}` | `ALERT` | `ALERTS` / `{occurred_at}#{sequence}#{alert_id}` |
+//! | user's copy | `USER#{user}` | `ALERT#{occurred_at}#{sequence}#{alert_id}` | — |
 //!
 //! Both are written in one transaction, the record `attribute_not_exists`:
 //! the deterministic id makes a second evaluation of the same crossing fail
@@ -86,7 +86,13 @@ pub struct AlertFilter {
 
 pub trait AlertStore {
     /// Writes the alert once (see the module docs).
-    fn record_alert(&self, alert: &Alert) -> impl Future<Output = Result<Recorded, Error>> + Send;
+    /// `order` breaks ties between alerts of the same `occurred_at` (stream
+    /// times have a coarse resolution): the stream record's sequence number.
+    fn record_alert(
+        &self,
+        alert: &Alert,
+        order: &str,
+    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
     /// Sets the alert's delivery flag of `channel`.
     fn mark_delivered(
         &self,
@@ -107,7 +113,7 @@ pub trait AlertStore {
 pub enum Watched {
     Quota {
         user_id: String,
-        record: QuotaRecord,
+        record: Box<QuotaRecord>,
     },
     Credits {
         user_id: String,
@@ -126,7 +132,7 @@ pub fn watched(image: &Item) -> Result<Option<Watched>, Error> {
     };
     let user_id = user_id.to_string();
     if sk.starts_with(keys::QUOTA_SK_PREFIX) {
-        let record = super::quota::quota_from_item(image)?;
+        let record = Box::new(super::quota::quota_from_item(image)?);
         return Ok(Some(Watched::Quota { user_id, record }));
     }
     if sk == keys::CREDITS_SK {
@@ -141,8 +147,14 @@ pub fn watched(image: &Item) -> Result<Option<Watched>, Error> {
     Ok(None)
 }
 
-fn sort_key(alert: &Alert) -> String {
-    format!("{}#{}", timestamp(alert.occurred_at), alert.alert_id)
+/// `{occurred_at}#{order:0>40}#{alert_id}`: newest last, in stream order
+/// within one timestamp (sequence numbers have up to 40 digits).
+fn sort_key(alert: &Alert, order: &str) -> String {
+    format!(
+        "{}#{order:0>40}#{}",
+        timestamp(alert.occurred_at),
+        alert.alert_id
+    )
 }
 
 fn alert_attributes(alert: &Alert) -> Item {
@@ -211,10 +223,10 @@ fn alert_from_item(item: &Item) -> Result<Alert, Error> {
 }
 
 impl DynamoStore {
-    fn alert_puts(&self, alert: &Alert) -> Result<Vec<TransactWriteItem>, Error> {
+    fn alert_puts(&self, alert: &Alert, order: &str) -> Result<Vec<TransactWriteItem>, Error> {
         let build =
             |e: aws_sdk_dynamodb::error::BuildError| Error::Internal(format!("alert put: {e}"));
-        let sk = sort_key(alert);
+        let sk = sort_key(alert, order);
         let mut record = alert_attributes(alert);
         record.insert(keys::PK.into(), attr::s(alert_pk(&alert.alert_id)));
         record.insert(keys::SK.into(), attr::s(ALERT_SK));
@@ -267,14 +279,15 @@ fn existing_record(err: &SdkError<TransactWriteItemsError>) -> Option<Recorded> 
 }
 
 impl AlertStore for DynamoStore {
-    async fn record_alert(&self, alert: &Alert) -> Result<Recorded, Error> {
-        // Deterministic token: a retry after an ambiguous failure is the same write.
-        let token = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, alert.alert_id.as_bytes());
+    async fn record_alert(&self, alert: &Alert, order: &str) -> Result<Recorded, Error> {
+        // No ClientRequestToken of our own: a token derived from the alert
+        // would make a later evaluation of the same crossing "succeed" as an
+        // idempotent replay instead of failing the condition. The SDK's own
+        // token covers its retries; the condition covers everything else.
         match self
             .client()
             .transact_write_items()
-            .set_transact_items(Some(self.alert_puts(alert)?))
-            .client_request_token(token.to_string())
+            .set_transact_items(Some(self.alert_puts(alert, order)?))
             .send()
             .await
         {
