@@ -7,14 +7,25 @@
 //! template's alarms and dashboard are constants here.
 
 use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Metrics are written where Lambda turns them into metrics (it sets
+/// `AWS_LAMBDA_FUNCTION_NAME`), or anywhere with `SPENDGUARD_METRICS=1`; the
+/// local stack and the tests stay quiet.
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            || std::env::var("SPENDGUARD_METRICS").is_ok_and(|v| v == "1")
+    })
+}
 
 pub const NAMESPACE: &str = "spendguard";
 
 pub const EVENTS_APPLIED: &str = "EventsApplied";
 pub const EVENTS_DUPLICATE: &str = "EventsDuplicate";
 pub const EVENTS_FAILED: &str = "EventsFailed";
-pub const WRITE_RETRIES: &str = "WriteRetries";
 pub const CHECKS_ALLOWED: &str = "ChecksAllowed";
 pub const CHECKS_DENIED: &str = "ChecksDenied";
 pub const ALERTS_EMITTED: &str = "AlertsEmitted";
@@ -55,7 +66,7 @@ pub fn document(
 /// Emits `metric` = `value` (Count) for `function`, with extra dimensions.
 /// Zero counts are skipped (a missing point reads as zero on the alarms).
 pub fn count_with(function: &str, metric: &str, value: usize, dimensions: &[(&str, &str)]) {
-    if value == 0 {
+    if value == 0 || !enabled() {
         return;
     }
     let now = SystemTime::now()
@@ -70,6 +81,14 @@ pub fn count_with(function: &str, metric: &str, value: usize, dimensions: &[(&st
 /// [`count_with`] without extra dimensions.
 pub fn count(function: &str, metric: &str, value: usize) {
     count_with(function, metric, value, &[]);
+}
+
+/// A quota check's decision: allowed, or denied with its reason.
+pub fn check_decision(function: &str, denied_reason: Option<&str>) {
+    match denied_reason {
+        None => count(function, CHECKS_ALLOWED, 1),
+        Some(reason) => count_with(function, CHECKS_DENIED, 1, &[("Reason", reason)]),
+    }
 }
 
 #[cfg(test)]

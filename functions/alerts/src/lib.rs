@@ -96,14 +96,16 @@ impl App {
 
     /// The alerts of one stream record: written, then delivered.
     async fn record(&self, record: &EventRecord, report: &mut BatchReport) -> Result<(), Error> {
-        for alert in self.alerts_of(record)? {
-            let order = record.change.sequence_number.as_deref().unwrap_or_default();
-            let recorded = self.deps.store.record_alert(&alert, order).await?;
+        let sequence = record.change.sequence_number.as_deref().unwrap_or_default();
+        for (i, alert) in self.alerts_of(record)?.iter().enumerate() {
+            // Stream order, then the order the rules list a write's alerts in.
+            let order = format!("{sequence:0>40}.{i:03}");
+            let recorded = self.deps.store.record_alert(alert, &order).await?;
             match recorded {
                 Recorded::New => report.emitted += 1,
                 Recorded::Existing { .. } => report.duplicates += 1,
             }
-            self.deliver(&alert, recorded).await?;
+            self.deliver(alert, recorded).await?;
         }
         Ok(())
     }
