@@ -187,3 +187,42 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spendguard_core::{Clock, Config, DynamoStore};
+    use std::sync::Arc;
+
+    fn app() -> App {
+        let config = Config::for_table("t");
+        let deps = Deps {
+            store: DynamoStore::for_local_endpoint("http://127.0.0.1:1", "t"),
+            config: Arc::new(config),
+            clock: Clock::system(),
+        };
+        App::new(deps, EventSink::Log, None)
+    }
+
+    #[test]
+    fn the_sample_stream_event_crosses_50_and_80_percent() {
+        let text = include_str!("../../../events/dynamodb-stream-quota.json");
+        let event: Event = serde_json::from_str(text).expect("a DynamoDB stream event");
+        let alerts = app().alerts_of(&event.records[0]).unwrap();
+        let got: Vec<(Option<u32>, String)> = alerts
+            .iter()
+            .map(|a| (a.threshold_percent, a.usage_usd.unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(50), "8.0000000001".to_string()),
+                (Some(80), "8.0000000001".to_string())
+            ]
+        );
+        assert_eq!(
+            alerts[0].occurred_at.to_rfc3339(),
+            "2026-11-18T14:00:00+00:00"
+        );
+    }
+}
