@@ -35,10 +35,8 @@ pub async fn ensure_tables(store: &DynamoStore, config: &Config) -> Result<Vec<S
             _ => spec.logical_id.clone(),
         };
         if schema::ensure_table(store, &spec, &name).await? {
-            created.push(name.clone());
+            created.push(name);
         }
-        // The table's change stream feeds the alerts function (template: StreamSpecification).
-        streams::ensure_stream(&store.with_table(&name), &name).await?;
     }
     Ok(created)
 }

@@ -247,34 +247,53 @@ pub async fn deliver(app: &alerts::App, records: Vec<EventRecord>) -> Vec<alerts
     reports
 }
 
-/// Tails the store's table stream from its latest record and feeds `app`,
-/// until the task is dropped.
-pub async fn tail(reader: StreamReader, app: Arc<alerts::App>) -> Result<(), Error> {
-    let arn = reader.stream_arn().await?;
-    let mut iterators: HashMap<String, Option<String>> = HashMap::new();
-    for shard in reader.shards(&arn).await? {
-        let it = reader
-            .iterator(&arn, &shard, ShardIteratorType::Latest)
-            .await?;
-        iterators.insert(shard, it);
-    }
-    loop {
-        let mut idle = true;
-        for iterator in iterators.values_mut() {
-            let Some(it) = iterator.clone() else { continue };
-            match reader.page(&it, &arn).await {
-                Ok((records, next)) => {
-                    if !records.is_empty() {
-                        idle = false;
-                        deliver(&app, records).await;
-                    }
-                    *iterator = next;
-                }
-                Err(e) => tracing::warn!(error = %e, "reading the table stream failed; retrying"),
-            }
+/// A position in every shard of the table's stream.
+pub struct Tail {
+    reader: StreamReader,
+    arn: String,
+    iterators: HashMap<String, Option<String>>,
+}
+
+impl Tail {
+    /// From the stream's latest record on (what is written after this returns).
+    pub async fn latest(reader: StreamReader) -> Result<Self, Error> {
+        let arn = reader.stream_arn().await?;
+        let mut iterators = HashMap::new();
+        for shard in reader.shards(&arn).await? {
+            let it = reader
+                .iterator(&arn, &shard, ShardIteratorType::Latest)
+                .await?;
+            iterators.insert(shard, it);
         }
-        if idle {
-            tokio::time::sleep(IDLE).await;
+        Ok(Self {
+            reader,
+            arn,
+            iterators,
+        })
+    }
+
+    /// Feeds every new record to `app`, until the task is dropped.
+    pub async fn run(mut self, app: Arc<alerts::App>) {
+        loop {
+            let mut idle = true;
+            for iterator in self.iterators.values_mut() {
+                let Some(it) = iterator.clone() else { continue };
+                match self.reader.page(&it, &self.arn).await {
+                    Ok((records, next)) => {
+                        if !records.is_empty() {
+                            idle = false;
+                            deliver(&app, records).await;
+                        }
+                        *iterator = next;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the table stream failed; retrying")
+                    }
+                }
+            }
+            if idle {
+                tokio::time::sleep(IDLE).await;
+            }
         }
     }
 }
@@ -374,22 +393,29 @@ pub fn event_record(r: &Record, stream_arn: &str) -> EventRecord {
 
 /// The local stack's `alerts` function on the table stream: EventBridge is a
 /// log line, `SPENDGUARD_WEBHOOK_URL` / `SPENDGUARD_WEBHOOK_SECRET` as in AWS.
-pub fn spawn_alerts(
+/// Turns the table's stream on first (the template's StreamSpecification; only
+/// the local stack does, so test tables without alerts keep their writes free
+/// of stream records). An engine without streams still runs everything else:
+/// `None`, with a warning.
+pub async fn spawn_alerts(
     deps: spendguard_core::Deps,
-) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, Box<dyn std::error::Error + Send + Sync>> {
     let webhook = alerts::delivery::Webhook::from_lookup(|k| std::env::var(k).ok())?;
+    let started = async {
+        ensure_stream(&deps.store, deps.store.table()).await?;
+        Tail::latest(StreamReader::for_store(&deps.store).await?).await
+    };
+    let tail = match started.await {
+        Ok(tail) => tail,
+        Err(e) => {
+            tracing::warn!(error = %e, "no change stream: alerts will not run");
+            return Ok(None);
+        }
+    };
     let app = Arc::new(alerts::App::new(
-        deps.clone(),
+        deps,
         alerts::delivery::EventSink::Log,
         webhook,
     ));
-    Ok(tokio::spawn(async move {
-        let reader = match StreamReader::for_store(&deps.store).await {
-            Ok(r) => r,
-            Err(e) => return tracing::error!(error = %e, "the alerts stream tailer did not start"),
-        };
-        if let Err(e) = tail(reader, app).await {
-            tracing::error!(error = %e, "the alerts stream tailer stopped");
-        }
-    }))
+    Ok(Some(tokio::spawn(tail.run(app))))
 }

@@ -91,6 +91,14 @@ impl Receiver {
     }
 }
 
+/// The table's stream on, as the template deploys it (before any write).
+async fn with_stream(env: TestEnv) -> TestEnv {
+    streams::ensure_stream(&env.store, env.store.table())
+        .await
+        .expect("the engine has streams");
+    env
+}
+
 fn alerts_app(env: &TestEnv, receiver: &Receiver, attempts: u32) -> alerts::App {
     let mut webhook = Webhook::new(&receiver.url, SECRET).expect("webhook");
     webhook.retry = Retry {
@@ -162,7 +170,7 @@ async fn list(env: &TestEnv, path: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_usage_crosses_each_threshold_once_replay_emits_nothing_next_day_re_arms() {
-    let env = TestEnv::build(|_| {}, Clock::manual(Utc::now())).await;
+    let env = with_stream(TestEnv::build(|_| {}, Clock::manual(Utc::now())).await).await;
     env.put("/v1/admin/users/alice/quotas")
         .as_admin()
         .json(&json!({"quotas": [{"platform": "openai", "daily_limit_usd": "10"}]}))
@@ -240,9 +248,12 @@ async fn set_balance(env: &TestEnv, user: &str, target: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_balance_alerts_once_per_drop_and_a_failing_receiver_still_gets_each_once() {
-    let env = TestEnv::build(
-        |c| c.alerts.low_balance_credits = Some(100),
-        Clock::system(),
+    let env = with_stream(
+        TestEnv::build(
+            |c| c.alerts.low_balance_credits = Some(100),
+            Clock::system(),
+        )
+        .await,
     )
     .await;
     // The receiver fails the first two attempts of every alert.
@@ -276,7 +287,10 @@ async fn a_low_balance_alerts_once_per_drop_and_a_failing_receiver_still_gets_ea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_down_past_every_retry_fails_the_record_and_a_redelivery_finishes_once() {
-    let env = TestEnv::build(|c| c.alerts.low_balance_credits = Some(10), Clock::system()).await;
+    let env = with_stream(
+        TestEnv::build(|c| c.alerts.low_balance_credits = Some(10), Clock::system()).await,
+    )
+    .await;
     // Six failed attempts: the first invocation (2 tries) and the second
     // (2 tries) fail, the third invocation's second try succeeds.
     let receiver = Receiver::start(5).await;
@@ -399,14 +413,11 @@ fn template_has_the_stream_mapping_dlq_bus_and_alarms() {
     }
     let stream =
         spendguard_core::template::ResourceRef::Other("GetAtt SpendguardTable.StreamArn".into());
-    for action in [
-        "GetRecords",
-        "GetShardIterator",
-        "DescribeStream",
-        "ListStreams",
-    ] {
+    for action in ["GetRecords", "GetShardIterator", "DescribeStream"] {
         assert!(f.allows(&format!("dynamodb:{action}"), &stream), "{action}");
     }
+    let any = spendguard_core::template::ResourceRef::Other("*".into());
+    assert!(f.allows("dynamodb:ListStreams", &any));
     let arn = |id: &str| spendguard_core::template::ResourceRef::arn(id, "");
     assert!(f.allows("events:PutEvents", &arn("AlertsEventBus")));
     assert!(f.allows("sqs:SendMessage", &arn("AlertsDeadLetterQueue")));

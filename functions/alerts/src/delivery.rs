@@ -80,8 +80,8 @@ impl Default for Retry {
         Self {
             attempts: 4,
             base: Duration::from_millis(250),
-            cap: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
+            cap: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
         }
     }
 }
