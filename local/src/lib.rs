@@ -7,6 +7,7 @@ pub mod invoke;
 pub mod jwt;
 pub mod schema;
 pub mod server;
+pub mod streams;
 pub mod template;
 
 pub use gateway::{Functions, Gateway, GatewayRequest};

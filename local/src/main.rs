@@ -116,6 +116,7 @@ async fn serve(
         store,
         clock: Clock::system(),
     };
+    let _alerts = spendguard_local::streams::spawn_alerts(deps.clone()).await?;
     let gateway = Arc::new(Gateway::new(deps, jwt::secret_from_env()).echo_logs(true));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(addr, &engine_note, &config, &created);

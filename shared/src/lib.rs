@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod json;
+pub mod metrics;
 pub mod paging;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! The integration suite: one binary (one link), one module per capability.
 
+mod alerts;
 mod credits;
 mod credits_cli;
 mod dependencies;

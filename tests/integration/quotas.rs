@@ -1129,7 +1129,7 @@ async fn every_quota_sample_event_runs_through_the_invoke_api() {
         .collect();
     names.sort();
     // One per route of the quota function.
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     for name in names {
         let res = env.invoke("quota", &sample_event(&name)).await;
         res.assert_status(200);

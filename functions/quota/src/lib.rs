@@ -1,6 +1,7 @@
 //! The quota function: quota defaults, per-user limits, the user view and the
 //! check API. Routing lives here; each route's handler is in [`handlers`].
 
+mod alerts;
 mod handlers;
 
 use lambda_http::Request;
@@ -40,6 +41,8 @@ impl App {
             "POST /v1/admin/users/{user_id}/quotas/{platform}/reset" => {
                 handlers::reset_window(deps, &caller, req).await
             }
+            "GET /v1/admin/alerts" => alerts::list_all(deps, &caller, req).await,
+            "GET /v1/me/alerts" => alerts::list_mine(deps, &caller, req).await,
             other => Err(Error::RouteNotFound(other.to_string())),
         }
     }

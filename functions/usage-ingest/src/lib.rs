@@ -233,6 +233,10 @@ impl App {
             write_units = report.writes.write_units_tenths as f64 / 10.0,
             "usage batch processed"
         );
+        use spendguard_core::metrics;
+        metrics::count("usage-ingest", metrics::EVENTS_APPLIED, report.applied);
+        metrics::count("usage-ingest", metrics::EVENTS_DUPLICATE, report.duplicates);
+        metrics::count("usage-ingest", metrics::EVENTS_FAILED, report.failed);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .ids

@@ -1,5 +1,6 @@
 //! Pure domain rules and the newtypes parsed at the edge. Nothing here touches AWS.
 
+pub mod alert;
 pub mod audit;
 pub mod auth_source;
 pub mod credits;

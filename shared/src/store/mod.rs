@@ -2,6 +2,7 @@
 //! configuration); [`keys`] documents the key design. Narrow traits per capability
 //! (e.g. [`QuotaStore`]) are what handlers depend on.
 
+pub mod alerts;
 pub mod attr;
 pub mod audit;
 pub mod credits;
@@ -17,6 +18,7 @@ mod stats;
 pub mod txn;
 pub mod usage;
 
+pub use alerts::{AlertFilter, AlertStore};
 pub use audit::{AuditFilter, AuditStore};
 pub use credits::{CommitError, CreditStore, CreditTxn};
 pub use idempotency::{Claim, Fingerprint, Lease, StoredResponse};
@@ -48,7 +50,8 @@ const IGNORE_ENDPOINT_VAR: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
 
 /// The one HTTP(S) client: rustls on ring with the system's root certificates
 /// (the SDK's default client would bring aws-lc, a second crypto library).
-fn http_client() -> SharedHttpClient {
+/// The one HTTP client of every AWS SDK client: rustls on ring.
+pub fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()

@@ -1,0 +1,58 @@
+//! `GET /v1/admin/alerts` and `GET /v1/me/alerts`: the alerts the `alerts`
+//! function recorded from the change stream, newest first, paged like every
+//! list. They live here, beside the quota views they explain; the `alerts`
+//! function itself only consumes the stream.
+
+use http::StatusCode;
+use lambda_http::Request;
+use spendguard_core::api::{json_response, query_param, Caller, HttpResult, PageRequest};
+use spendguard_core::domain::alert::AlertType;
+use spendguard_core::domain::UserId;
+use spendguard_core::store::{AlertFilter, AlertStore};
+use spendguard_core::{Deps, Error};
+
+fn alert_type(req: &Request) -> Result<Option<AlertType>, Error> {
+    query_param(req, "type")
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            AlertType::parse(&t).ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "type {t:?} is not one of quota_threshold, low_balance"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /v1/admin/alerts?user_id=&type=`
+pub async fn list_all(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let filter = AlertFilter {
+        user_id: query_param(req, "user_id")
+            .filter(|u| !u.is_empty())
+            .map(|u| UserId::parse(&u))
+            .transpose()?,
+        alert_type: alert_type(req)?,
+    };
+    let page = PageRequest::from_request(req)?;
+    let alerts = deps
+        .store
+        .list_alerts(&filter, &page, deps.clock.now())
+        .await?;
+    Ok(json_response(StatusCode::OK, &alerts))
+}
+
+/// `GET /v1/me/alerts?type=`
+pub async fn list_mine(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    let user = caller.require_user()?;
+    let filter = AlertFilter {
+        user_id: Some(user.clone()),
+        alert_type: alert_type(req)?,
+    };
+    let page = PageRequest::from_request(req)?;
+    let alerts = deps
+        .store
+        .list_alerts(&filter, &page, deps.clock.now())
+        .await?;
+    Ok(json_response(StatusCode::OK, &alerts))
+}
