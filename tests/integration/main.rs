@@ -6,5 +6,6 @@ mod foundation;
 mod local_stack;
 mod quotas;
 mod redemption;
+mod reservations;
 mod template;
 mod usage;

@@ -2,6 +2,7 @@
 //! check API. Routing lives here; each route's handler is in [`handlers`].
 
 mod handlers;
+mod reservations;
 
 use lambda_http::Request;
 use spendguard_core::api::{respond, route_key, Caller, HttpFunction, HttpResponse, HttpResult};
@@ -39,6 +40,13 @@ impl App {
             }
             "POST /v1/admin/users/{user_id}/quotas/{platform}/reset" => {
                 handlers::reset_window(deps, &caller, req).await
+            }
+            "POST /v1/quota/reservations" => reservations::reserve(deps, &caller, req).await,
+            "GET /v1/quota/reservations/{reservation_id}" => {
+                reservations::get(deps, &caller, req).await
+            }
+            "DELETE /v1/quota/reservations/{reservation_id}" => {
+                reservations::void(deps, &caller, req).await
             }
             other => Err(Error::RouteNotFound(other.to_string())),
         }

@@ -13,6 +13,7 @@ pub(crate) mod list;
 pub mod lock;
 mod quota;
 pub mod redemption;
+pub mod reservations;
 pub mod schema;
 mod stats;
 pub mod txn;
