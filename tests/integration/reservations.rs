@@ -646,3 +646,37 @@ async fn reserve_replays_an_idempotency_key_and_refuses_bad_input() {
         .await
         .assert_error(403, "forbidden");
 }
+
+/// A terminal for the CLI that is not interactive.
+struct NoTerminal;
+
+impl spendguard_admin::Terminal for NoTerminal {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+
+    fn confirm(&mut self, _question: &str) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+#[tokio::test]
+async fn the_cli_lists_a_users_pending_reservations() {
+    let env = TestEnv::new().await;
+    let kept = reserve_ok(&env, reserve_body(USER, "0.25")).await;
+    let voided = reserve_ok(&env, reserve_body(USER, "0.5")).await;
+    reserve_ok(&env, reserve_body("bob", "1")).await;
+    env.request("DELETE", &format!("/v1/quota/reservations/{voided}"))
+        .as_service()
+        .send()
+        .await
+        .assert_status(200);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let args = ["spendguard-admin", "reservations", "pending", USER];
+    let code = spendguard_admin::run(args, &env.deps(), &mut NoTerminal, &mut out, &mut err).await;
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, spendguard_admin::EXIT_OK, "{out}");
+    assert!(out.contains(&kept) && out.contains("0.25"), "{out}");
+    assert!(!out.contains(&voided), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+}

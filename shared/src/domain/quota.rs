@@ -830,11 +830,11 @@ mod tests {
             json!({
                 "allowed": true, "reason": null, "retry_after_seconds": null,
                 "windows": {
-                    "daily": {"limit_usd": "2.5", "usage_usd": "1.25", "remaining_usd": "1.25",
+                    "daily": {"limit_usd": "2.5", "usage_usd": "1.25", "reserved_usd": "0", "remaining_usd": "1.25",
                               "window_start": "2026-11-21T00:00:00Z", "resets_at": "2026-11-22T00:00:00Z"},
-                    "weekly": {"limit_usd": null, "usage_usd": "0", "remaining_usd": null,
+                    "weekly": {"limit_usd": null, "usage_usd": "0", "reserved_usd": "0", "remaining_usd": null,
                                "window_start": "2026-11-16T00:00:00Z", "resets_at": "2026-11-23T00:00:00Z"},
-                    "monthly": {"limit_usd": null, "usage_usd": "0", "remaining_usd": null,
+                    "monthly": {"limit_usd": null, "usage_usd": "0", "reserved_usd": "0", "remaining_usd": null,
                                 "window_start": "2026-11-01T00:00:00Z", "resets_at": "2026-12-01T00:00:00Z"},
                 }
             })

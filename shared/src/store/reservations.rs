@@ -357,6 +357,47 @@ impl DynamoStore {
         Ok(released)
     }
 
+    /// Pending reservations (of `user`, or everyone's), soonest expiry first:
+    /// one query per index shard, filtered (an operator's view, not a hot path).
+    pub async fn pending_reservations(
+        &self,
+        user: Option<&UserId>,
+        platforms: &Platforms,
+    ) -> Result<Vec<Reservation>, Error> {
+        let mut out = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            let mut start_key = None;
+            loop {
+                let mut q = self
+                    .client()
+                    .query()
+                    .table_name(self.table())
+                    .index_name(keys::GSI1)
+                    .key_condition_expression("#gpk = :p")
+                    .expression_attribute_names("#gpk", keys::GSI1_PK)
+                    .expression_attribute_values(":p", attr::s(pending_gsi_pk(shard)))
+                    .set_exclusive_start_key(start_key);
+                if let Some(user) = user {
+                    q = q
+                        .filter_expression("#uid = :uid")
+                        .expression_attribute_names("#uid", "user_id")
+                        .expression_attribute_values(":uid", attr::s(user.as_str()));
+                }
+                let page = q.send().await.map_err(unavailable)?;
+                start_key = page.last_evaluated_key().cloned();
+                for item in page.items() {
+                    out.push(reservation_from_item(item, platforms)?);
+                }
+                if start_key.is_none() {
+                    break;
+                }
+            }
+        }
+        out.retain(|r| r.status == Status::Pending);
+        out.sort_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
+        Ok(out)
+    }
+
     /// Moves a pending reservation to `status` (voided / expired) and releases
     /// its holds in one write. `None`: it was no longer pending.
     async fn release(

@@ -795,6 +795,7 @@ fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
 /// the very same write within 10 minutes is answered from the cache and
 /// changes nothing: the first one applied it. Exactly-once itself rests on the
 /// record's `attribute_not_exists` condition, not on the token.
+#[allow(clippy::too_many_arguments)]
 fn write_token(
     table: &str,
     group: &Group<'_>,
