@@ -15,7 +15,7 @@ EVENT ?= events/quota-get-my-quotas.json
 LOCAL_DATA ?= .local-data
 
 # The Lambda functions: one package and binary each (infra/template.yaml).
-LAMBDA_FUNCTIONS := quota credits redemption usage-ingest
+LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
 .PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \

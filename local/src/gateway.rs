@@ -19,6 +19,7 @@ pub struct Functions {
     pub credits: credits::App,
     pub redemption: redemption::App,
     pub usage_ingest: usage_ingest::App,
+    pub reservation_expiry: reservation_expiry::App,
 }
 
 impl Functions {
@@ -27,7 +28,8 @@ impl Functions {
             quota: quota::App::new(deps.clone()),
             credits: credits::App::new(deps.clone()),
             redemption: redemption::App::new(deps.clone()),
-            usage_ingest: usage_ingest::App::new(deps),
+            usage_ingest: usage_ingest::App::new(deps.clone()),
+            reservation_expiry: reservation_expiry::App::new(deps),
         }
     }
 

@@ -435,6 +435,17 @@ async fn execute(
                     .map_err(Diagnostic::from)?;
                 return Ok(serde_json::to_value(response).unwrap_or(Value::Null));
             }
+            if name == "reservation-expiry" {
+                let event: Value = serde_json::from_slice(payload).map_err(deserialize_error)?;
+                return functions
+                    .reservation_expiry
+                    .invoke(event)
+                    .await
+                    .map_err(|e| Diagnostic {
+                        error_type: "ReservationExpiryFailed".to_string(),
+                        error_message: e.to_string(),
+                    });
+            }
             let text = std::str::from_utf8(payload).unwrap_or_default();
             // `lambda_http` panics on some events it cannot turn into a request
             // (a body marked base64 that is not, a query a URI cannot hold): in

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod gateway;
 pub mod invoke;
 pub mod jwt;
+pub mod schedule;
 pub mod schema;
 pub mod server;
 pub mod streams;

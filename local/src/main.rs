@@ -120,6 +120,7 @@ async fn serve(
     let gateway = Arc::new(Gateway::new(deps, jwt::secret_from_env()).echo_logs(true));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(addr, &engine_note, &config, &created);
+    spendguard_local::schedule::spawn(gateway.clone());
     server::serve(listener, gateway, options, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -70,6 +70,10 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     EventPayloadMismatch(String),
+    #[error("reservation not found")]
+    ReservationNotFound,
+    #[error("the reservation is {0}, not pending")]
+    ReservationNotPending(String),
 
     // --- our fault ---
     #[error("{0} is not implemented yet")]
@@ -109,6 +113,8 @@ impl Error {
             }
             TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             EventPayloadMismatch(_) => StatusCode::CONFLICT,
+            ReservationNotFound => StatusCode::NOT_FOUND,
+            ReservationNotPending(_) => StatusCode::CONFLICT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +152,8 @@ impl Error {
             TooManyFailedAttempts { .. } => "too_many_failed_attempts",
             Conflict(_) => "conflict",
             EventPayloadMismatch(_) => "event_payload_mismatch",
+            ReservationNotFound => "reservation_not_found",
+            ReservationNotPending(_) => "reservation_not_pending",
             NotImplemented(_) => "not_implemented",
             StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal",

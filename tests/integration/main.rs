@@ -10,5 +10,6 @@ mod inputs;
 mod local_stack;
 mod quotas;
 mod redemption;
+mod reservations;
 mod template;
 mod usage;

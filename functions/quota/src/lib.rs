@@ -3,6 +3,7 @@
 
 mod alerts;
 mod handlers;
+mod reservations;
 
 use lambda_http::Request;
 use spendguard_core::api::{respond, route_key, Caller, HttpFunction, HttpResponse, HttpResult};
@@ -43,6 +44,13 @@ impl App {
             }
             "GET /v1/admin/alerts" => alerts::list_all(deps, &caller, req).await,
             "GET /v1/me/alerts" => alerts::list_mine(deps, &caller, req).await,
+            "POST /v1/quota/reservations" => reservations::reserve(deps, &caller, req).await,
+            "GET /v1/quota/reservations/{reservation_id}" => {
+                reservations::get(deps, &caller, req).await
+            }
+            "DELETE /v1/quota/reservations/{reservation_id}" => {
+                reservations::void(deps, &caller, req).await
+            }
             other => Err(Error::RouteNotFound(other.to_string())),
         }
     }

@@ -364,6 +364,7 @@ mod tests {
             limit_set: true,
             usage: usd(usage),
             start: start.map(utc),
+            reserved: Usd::ZERO,
         };
         r
     }

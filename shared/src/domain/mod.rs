@@ -10,6 +10,7 @@ pub mod money;
 pub mod platform;
 pub mod quota;
 pub mod redemption;
+pub mod reservation;
 pub mod usage;
 pub mod window;
 

@@ -6,6 +6,7 @@
 //! update of the quota item; the conditions are what make it correct, the plan
 //! is only the guess of what the item looks like.
 
+use super::reservation::ReservationId;
 use super::{EventId, Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -39,6 +40,8 @@ pub struct UsageEvent {
     pub model: Option<String>,
     /// Credits to debit; always > 0 when present (`0` means "none").
     pub credits: Option<i64>,
+    /// The reservation this event settles (`domain::reservation`), if any.
+    pub reservation_id: Option<ReservationId>,
 }
 
 /// The wire shape; every field is validated on its own so each mistake gets
@@ -57,6 +60,8 @@ struct Wire {
     /// Nullable: `null` is "no credits".
     #[serde(default)]
     credits: Option<Box<RawValue>>,
+    #[serde(default)]
+    reservation_id: Option<String>,
 }
 
 impl UsageEvent {
@@ -97,6 +102,11 @@ impl UsageEvent {
                 c => Some(c).filter(|c| *c > 0),
             },
         };
+        let reservation_id = wire
+            .reservation_id
+            .as_deref()
+            .map(ReservationId::parse)
+            .transpose()?;
         Ok(Self {
             event_id,
             user_id,
@@ -106,6 +116,7 @@ impl UsageEvent {
             request_id,
             model,
             credits,
+            reservation_id,
         })
     }
 
@@ -123,6 +134,10 @@ impl UsageEvent {
             request_id: Option<&'a str>,
             model: Option<&'a str>,
             credits: Option<i64>,
+            // Absent from the text when there is none, so the fingerprints of
+            // events without a reservation stay what they were.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reservation_id: Option<&'a str>,
         }
         let canonical = Canonical {
             v: 1,
@@ -136,6 +151,7 @@ impl UsageEvent {
             request_id: self.request_id.as_deref(),
             model: self.model.as_deref(),
             credits: self.credits,
+            reservation_id: self.reservation_id.as_ref().map(|r| r.as_str()),
         };
         // Serialising plain strings and integers cannot fail.
         serde_json::to_string(&canonical).unwrap_or_default()
@@ -248,7 +264,8 @@ pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
                 platforms.len() - 1
             }
         };
-        if e.credits.is_some() {
+        // An event with credits or settling a reservation is written alone.
+        if e.credits.is_some() || e.reservation_id.is_some() {
             platforms[p].with_credits.push(i);
         } else {
             platforms[p].plain.push(i);

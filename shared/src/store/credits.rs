@@ -221,6 +221,18 @@ impl DynamoStore {
     /// Returns the account's current item on a failed condition (`ALL_OLD`).
     /// Add further actions to the same `TransactWriteItems` as needed.
     pub fn ledger_actions(&self, applied: &Applied) -> Result<Vec<TransactWriteItem>, Error> {
+        self.ledger_actions_releasing(applied, 0)
+    }
+
+    /// [`Self::ledger_actions`] that also releases `release` credits held by a
+    /// reservation (`held -= release`). Every balance write keeps `spendable`
+    /// = `available - held`, the one attribute a credit hold's condition
+    /// compares (`store::reservations`).
+    pub fn ledger_actions_releasing(
+        &self,
+        applied: &Applied,
+        release: i64,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
         let after = &applied.after;
         let now = after
             .updated_at
@@ -231,7 +243,7 @@ impl DynamoStore {
             .set_key(Some(account_key(&after.user_id)))
             .update_expression(
                 "SET user_id = :uid, available = :available, #total = :total, used = :used, \
-                 #seq = :seq, updated_at = :now",
+                 #seq = :seq, updated_at = :now, spendable = :free - if_not_exists(held, :zero)",
             )
             .condition_expression(condition)
             .expression_attribute_names("#seq", "seq")
@@ -242,7 +254,18 @@ impl DynamoStore {
             .expression_attribute_values(":used", attr::n(after.used))
             .expression_attribute_values(":seq", attr::n(after.seq))
             .expression_attribute_values(":now", attr::s(timestamp(now)))
+            .expression_attribute_values(":free", attr::n(after.available.saturating_add(release)))
+            .expression_attribute_values(":zero", attr::n(0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if release != 0 {
+            update = update
+                .update_expression(
+                    "SET user_id = :uid, available = :available, #total = :total, used = :used, \
+                     #seq = :seq, updated_at = :now, spendable = :free - if_not_exists(held, :zero), \
+                     held = if_not_exists(held, :zero) - :release",
+                )
+                .expression_attribute_values(":release", attr::n(release));
+        }
         update = match read_seq {
             Some(seq) => update.expression_attribute_values(":read_seq", attr::n(seq)),
             None => update.expression_attribute_names("#pk", keys::PK),

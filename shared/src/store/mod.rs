@@ -14,6 +14,7 @@ pub(crate) mod list;
 pub mod lock;
 mod quota;
 pub mod redemption;
+pub mod reservations;
 mod stats;
 pub mod txn;
 pub mod usage;

@@ -32,7 +32,7 @@ use crate::domain::quota::{
     apply_changes, limit_change_details, plan_init, plan_replace, plan_reset, reset_details,
     DefaultsScope, DefaultsSet, Limits, QuotaDefaults, QuotaRecord, RecordChange, WindowState,
 };
-use crate::domain::{AuthSource, Platform, Platforms, UserId, WindowKind};
+use crate::domain::{AuthSource, Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -524,6 +524,17 @@ fn limit_write(change: &RecordChange) -> ItemWrite {
                 None => remove.push(limit.clone()),
             }
         }
+        if after.limit != before.limit {
+            // The headroom (limit, or 0 when unlimited, − usage − reserved)
+            // moves by the change of the limit; usage may move concurrently.
+            let headroom = window_attr(kind, "headroom");
+            let delta = after.limit.unwrap_or(Usd::ZERO) - before.limit.unwrap_or(Usd::ZERO);
+            set.push(format!(
+                "{headroom} = if_not_exists({headroom}, :zero) + :d_{headroom}"
+            ));
+            values.insert(format!(":d_{headroom}"), attr::usd(delta));
+            values.insert(":zero".into(), attr::n(0));
+        }
         if after.limit_set != before.limit_set {
             if after.limit_set {
                 set.push(format!("{marker} = :t"));
@@ -568,8 +579,24 @@ fn reset_write(change: &RecordChange, kind: WindowKind) -> ItemWrite {
         }
         None => format!("attribute_not_exists({start})"),
     };
+    // The headroom follows: in the same window the usage given back is room
+    // again (holds stay); a reset that also rolls the window over starts it
+    // with no usage and nothing reserved.
+    let (headroom, reserved, limit) = (
+        window_attr(kind, "headroom"),
+        window_attr(kind, "reserved"),
+        window_attr(kind, "limit"),
+    );
+    values.insert(":zero".into(), attr::n(0));
+    let headroom_set = if before.start.is_some() && before.start == after.start {
+        format!("{headroom} = if_not_exists({headroom}, :zero) + :b_usage")
+    } else {
+        format!("{reserved} = :zero, {headroom} = if_not_exists({limit}, :zero)")
+    };
     ItemWrite {
-        update: Some(format!("SET {usage} = :a_usage, {start} = :a_start")),
+        update: Some(format!(
+            "SET {usage} = :a_usage, {start} = :a_start, {headroom_set}"
+        )),
         condition: format!("{usage_cond} AND {start_cond}"),
         values,
     }
@@ -598,6 +625,7 @@ pub(crate) fn quota_from_item(item: &Item) -> Result<QuotaRecord, Error> {
             limit_set: attr::get_bool(item, &window_attr(kind, "limit_set")).unwrap_or(false),
             usage: attr::opt_usd(item, &window_attr(kind, "usage"))?.unwrap_or_default(),
             start,
+            reserved: attr::opt_usd(item, &window_attr(kind, "reserved"))?.unwrap_or_default(),
         };
     }
     Ok(record)
