@@ -316,6 +316,8 @@ async fn empty_list_filters_are_refused() {
         ("/v1/admin/redemption-codes?batch_id=", "invalid_id"),
         ("/v1/admin/redemption-codes?status=", "invalid_request"),
         ("/v1/admin/audit?cursor=", "invalid_request"),
+        ("/v1/admin/alerts?user_id=", "invalid_id"),
+        ("/v1/admin/alerts?type=", "invalid_request"),
         (
             "/v1/admin/users/alice/credits/transactions?cursor=",
             "invalid_request",
@@ -331,6 +333,7 @@ async fn empty_list_filters_are_refused() {
         "/v1/admin/audit?user_id=alice",
         "/v1/admin/redemption-codes?status=active",
         "/v1/admin/audit?action=",
+        "/v1/admin/alerts?type=low_balance",
     ] {
         env.get(path).as_admin().send().await.assert_status(200);
     }

@@ -614,6 +614,15 @@ async fn reserve_replays_an_idempotency_key_and_refuses_bad_input() {
     send(reserve_body(USER, "2"), "k-1")
         .await
         .assert_error(422, "idempotency_key_mismatch");
+    // Whole numbers however spelled, as JSON Schema's `integer` (the fuzzer's find).
+    let spelled = send(
+        json!({"user_id": USER, "platform": PLATFORM, "estimate_usd": "0.5",
+               "credits": 0.0, "ttl_seconds": 6e1}),
+        "k-spelled",
+    )
+    .await;
+    spelled.assert_status(201);
+    assert_eq!(spelled.body["credits"], 0, "{}", spelled.text);
     for (body, code) in [
         (
             json!({"user_id": USER, "platform": PLATFORM, "estimate_usd": "-1"}),

@@ -5,33 +5,30 @@
 
 use http::StatusCode;
 use lambda_http::Request;
-use spendguard_core::api::{json_response, query_param, Caller, HttpResult, PageRequest};
+use spendguard_core::api::{
+    json_response, query_filter, query_param, Caller, HttpResult, PageRequest,
+};
 use spendguard_core::domain::alert::AlertType;
 use spendguard_core::domain::UserId;
 use spendguard_core::store::{AlertFilter, AlertStore};
 use spendguard_core::{Deps, Error};
 
 fn alert_type(req: &Request) -> Result<Option<AlertType>, Error> {
-    query_param(req, "type")
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            AlertType::parse(&t).ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "type {t:?} is not one of quota_threshold, low_balance"
-                ))
-            })
+    // Sent, even empty, the filter is parsed (as every list's filters are).
+    query_filter(req, "type", |t| {
+        AlertType::parse(t).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "type {t:?} is not one of quota_threshold, low_balance"
+            ))
         })
-        .transpose()
+    })
 }
 
 /// `GET /v1/admin/alerts?user_id=&type=`
 pub async fn list_all(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
     let filter = AlertFilter {
-        user_id: query_param(req, "user_id")
-            .filter(|u| !u.is_empty())
-            .map(|u| UserId::parse(&u))
-            .transpose()?,
+        user_id: query_filter(req, "user_id", UserId::parse)?,
         alert_type: alert_type(req)?,
     };
     let page = PageRequest::from_request(req)?;

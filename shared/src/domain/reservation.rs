@@ -209,7 +209,8 @@ impl ReserveRequest {
             serde_json::from_str(wire.estimate_usd.get()).map_err(Error::from_json)?;
         let credits = match wire.credits {
             None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => match n.as_i64() {
+            // Any spelling of a whole number, as JSON Schema's `integer` says.
+            Some(Value::Number(n)) => match crate::json::integer(&n.to_string()).ok() {
                 Some(c) if c >= 0 => c,
                 _ => {
                     return Err(Error::InvalidAmount(format!(
@@ -226,7 +227,7 @@ impl ReserveRequest {
         };
         let ttl_seconds = match wire.ttl_seconds {
             None | Some(Value::Null) => DEFAULT_TTL_SECONDS,
-            Some(Value::Number(n)) => match n.as_i64() {
+            Some(Value::Number(n)) => match crate::json::integer(&n.to_string()).ok() {
                 Some(t) if (MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&t) => t,
                 _ => return Err(ttl_error(&n.to_string())),
             },
