@@ -5,9 +5,7 @@
 
 use http::StatusCode;
 use lambda_http::Request;
-use spendguard_core::api::{
-    json_response, query_filter, query_param, Caller, HttpResult, PageRequest,
-};
+use spendguard_core::api::{json_response, query_filter, Caller, HttpResult, PageRequest};
 use spendguard_core::domain::alert::AlertType;
 use spendguard_core::domain::UserId;
 use spendguard_core::store::{AlertFilter, AlertStore};
