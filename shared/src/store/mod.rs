@@ -82,6 +82,27 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// A transaction `Put` of an item written once (`attribute_not_exists`):
+    /// on a failed condition the existing item comes back (`ALL_OLD`), so the
+    /// caller tells a duplicate from a conflict without another read.
+    pub(crate) fn put_once_action(
+        &self,
+        item: attr::Item,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
+        use aws_sdk_dynamodb::types::{
+            Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+        };
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| Error::Internal(format!("put-once request: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     /// What a Lambda function needs and nothing more: region (`AWS_REGION`) and
     /// credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`) from the variables the Lambda service sets, and the

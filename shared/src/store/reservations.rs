@@ -515,15 +515,7 @@ impl DynamoStore {
             keys::TTL.into(),
             attr::n((r.created_at + RECORD_RETENTION).timestamp()),
         );
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        self.put_once_action(item)
     }
 
     /// The quota item's part of an admission (see [`HoldWrite`]).

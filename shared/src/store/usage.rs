@@ -38,8 +38,7 @@ use crate::domain::usage::{
 use crate::domain::{Platform, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    ConditionCheck, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -575,15 +574,7 @@ impl DynamoStore {
             keys::TTL.into(),
             attr::n((ctx.processed_at + RECORD_RETENTION).timestamp()),
         );
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        self.put_once_action(item)
     }
 
     /// The quota item's part of the write: per window, the plan's change and
