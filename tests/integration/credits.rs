@@ -17,7 +17,7 @@ fn adjust_path(user: &str) -> String {
     format!("/v1/admin/users/{user}/credits/adjust")
 }
 
-async fn adjust(env: &TestEnv, user: &str, body: Value) -> TestResponse {
+pub(crate) async fn adjust(env: &TestEnv, user: &str, body: Value) -> TestResponse {
     env.post(&adjust_path(user))
         .as_admin()
         .json(&body)
@@ -25,7 +25,12 @@ async fn adjust(env: &TestEnv, user: &str, body: Value) -> TestResponse {
         .await
 }
 
-async fn adjust_with_key(env: &TestEnv, user: &str, key: &str, body: &Value) -> TestResponse {
+pub(crate) async fn adjust_with_key(
+    env: &TestEnv,
+    user: &str,
+    key: &str,
+    body: &Value,
+) -> TestResponse {
     env.post(&adjust_path(user))
         .as_admin()
         .header("idempotency-key", key)
@@ -40,7 +45,7 @@ async fn manual_env() -> TestEnv {
     TestEnv::build(|_| {}, Clock::manual(at)).await
 }
 
-async fn account(env: &TestEnv, user: &str) -> Value {
+pub(crate) async fn account(env: &TestEnv, user: &str) -> Value {
     let res = env
         .get(&format!("/v1/admin/users/{user}/credits"))
         .as_admin()
@@ -52,7 +57,7 @@ async fn account(env: &TestEnv, user: &str) -> Value {
 
 /// seq 1..N without gaps, each entry's balance_before the previous balance_after,
 /// the first starting at 0, and the account equal to the ledger's sum.
-fn assert_chain(entries: &[Value], account: &Value) {
+pub(crate) fn assert_chain(entries: &[Value], account: &Value) {
     let mut balance = 0i64;
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "gap at {i}: {e}");

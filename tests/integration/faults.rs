@@ -176,34 +176,43 @@ async fn a_redemption_whose_answer_is_lost_answers_201() {
     );
 }
 
-/// (c) The Idempotency-Key claim commits, its answer is lost, and the SDK's
-/// resend fails the claim's condition on the record it wrote itself: that
-/// record carries this request's token, so the request goes on.
+/// (c) The Idempotency-Key is taken by the adjustment's own transaction (no
+/// claim ahead of it): that transaction commits and the connection drops
+/// before its answer; the resend under the same token answers its success.
+/// The request answers 200, and its retry replays that answer.
 #[tokio::test]
-async fn an_idempotency_claim_whose_answer_is_lost_is_still_ours() {
+async fn an_idempotency_key_whose_write_answer_is_lost_is_still_ours() {
     let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
         return;
     };
-    proxy.inject("PutItem", &[Fault::ApplyThenServerError]);
+    proxy.inject(TWI, &[Fault::ApplyThenDrop]);
     let body = json!({"delta": 5, "reason": "grant"});
     let res = adjust(&env, "alice", Some("key-1"), &body).await;
     res.assert_status(200);
     assert_eq!(res.body["current"], 5);
-    let claims = proxy.seen("PutItem");
-    assert!(claims.len() >= 2, "the SDK resent the claim");
     assert!(
-        claims[0].body["Item"]["pk"]["S"]
-            .as_str()
-            .unwrap()
-            .starts_with("IDEMPOTENCY#"),
-        "{:?}",
-        claims[0].body
+        proxy.seen("PutItem").is_empty(),
+        "no claim ahead of the effect"
     );
+    let writes = proxy.seen(TWI);
+    assert!(writes.len() >= 2, "the lost write was resent");
+    assert_eq!(writes[1].body, writes[0].body, "resent identically");
+    let takes_key = writes[0].body["TransactItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| {
+            a["Put"]["Item"]["pk"]["S"]
+                .as_str()
+                .is_some_and(|pk| pk.starts_with("IDEMPOTENCY#"))
+        });
+    assert!(takes_key, "{:?}", writes[0].body);
     let replay = adjust(&env, "alice", Some("key-1"), &body).await;
     replay.assert_status(200);
     assert_eq!(replay.headers.get(REPLAYED).unwrap(), "true");
     assert_eq!(replay.body, res.body);
     assert_eq!(env.available("alice").await, 5);
+    assert_eq!(env.full_ledger("alice").await.len(), 1);
 }
 
 /// (d) The redeem lock's update commits and the connection drops before the

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod credits;
+mod credits_budget;
 mod credits_cli;
 mod dependencies;
 mod faults;
@@ -10,6 +11,7 @@ mod inputs;
 mod local_stack;
 mod quotas;
 mod redemption;
+mod redemption_budget;
 mod reservations;
 mod template;
 mod usage;

@@ -14,7 +14,7 @@ use spendguard_core::domain::credits::{
 };
 use spendguard_core::domain::UserId;
 use spendguard_core::store::credits::AdjustResult;
-use spendguard_core::store::{AuditFilter, AuditStore, Claim, CreditStore};
+use spendguard_core::store::{AuditFilter, AuditStore, CreditStore, Lease};
 use spendguard_core::{Deps, Error};
 
 /// Idempotency keys of adjustments are scoped per admin: two admins may use the
@@ -63,8 +63,8 @@ pub async fn user_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpRes
 ///
 /// Everything is validated before anything is written. `check` and `dry_run`
 /// only read (an Idempotency-Key is validated but not recorded for them); an
-/// `apply` with an Idempotency-Key claims the key first and completes it in the
-/// same transaction as the adjustment.
+/// `apply` with an Idempotency-Key reads the key with the account and records
+/// it, completed, in the adjustment's own transaction (2 requests).
 pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
     let user = target_user(req)?;
@@ -87,24 +87,10 @@ pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
             ))
         }
         (AdjustMode::Apply, Some(_)) => {
-            let lease = match key {
-                None => None,
-                Some(key) => {
-                    let claim = deps
-                        .store
-                        .claim_idempotency(
-                            &adjust_scope(&actor),
-                            &key,
-                            &request_fingerprint(req),
-                            deps.clock.now(),
-                        )
-                        .await?;
-                    match claim {
-                        Claim::Replay(stored) => return Ok(replayed_response(&stored)),
-                        Claim::Acquired(lease) => Some(lease),
-                    }
-                }
-            };
+            // The key is taken by the adjustment's own transaction.
+            let lease = key
+                .map(|key| Lease::unclaimed(&adjust_scope(&actor), &key, &request_fingerprint(req)))
+                .transpose()?;
             let result = deps
                 .store
                 .apply_adjustment(&user, &request, &actor, &deps.clock, lease.as_ref())

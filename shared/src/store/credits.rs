@@ -47,6 +47,19 @@ pub const CREDIT_BACKOFF: Backoff = Backoff {
     cap: Duration::from_millis(250),
 };
 
+/// Re-plans of one request's write to a contended account (admin adjust,
+/// redemption): enough that a burst of a few hundred writers on one account
+/// all land without surfacing `conflict`, bounded twice — by the count and by
+/// [`REPLAN_BUDGET`] of elapsed time, inside the functions' 10 s timeout.
+pub const CONTENDED_BACKOFF: Backoff = Backoff {
+    max_attempts: 120,
+    base: Duration::from_millis(10),
+    cap: Duration::from_millis(1000),
+};
+
+/// Time after which a write stops re-planning and answers 409 `conflict`.
+pub const REPLAN_BUDGET: Duration = Duration::from_secs(7);
+
 /// Reads of credit accounts and ledgers.
 pub trait CreditStore {
     /// The account as it is now (strongly consistent); zeros if none exists.
@@ -93,6 +106,61 @@ impl From<CommitError> for Error {
             }
         }
     }
+}
+
+/// One plan's fate: committed, or cancelled with one reason per action
+/// (`head`: how many of them are the account's own).
+enum Planned<T> {
+    Done(T),
+    Cancelled {
+        reasons: Vec<CancelReason>,
+        head: usize,
+    },
+}
+
+/// Reads a cancellation of a plan made against `account`: the caller's own
+/// conditions first (they decide the answer even when the account moved too),
+/// then a lost race on the account (`Ok(Some(item))`: the account now, from
+/// `ALL_OLD`; `Ok(None)`: a conflict, read again), else an error.
+fn lost_race(
+    user: &UserId,
+    account: &Account,
+    reasons: Vec<CancelReason>,
+    head: usize,
+) -> Result<Option<Item>, CommitError> {
+    if reasons
+        .iter()
+        .skip(head)
+        .any(CancelReason::is_condition_failed)
+    {
+        return Err(CommitError::ExtraFailed(
+            reasons.into_iter().skip(head).collect(),
+        ));
+    }
+    let account_reason = reasons.first();
+    if account_reason.is_some_and(CancelReason::is_condition_failed) {
+        return Ok(account_reason.and_then(|r| r.item.clone()));
+    }
+    if reasons
+        .iter()
+        .skip(1)
+        .take(head - 1)
+        .any(CancelReason::is_condition_failed)
+    {
+        return Err(CommitError::Store(Error::Internal(format!(
+            "ledger entry {} of {user} exists although the account's seq is {}",
+            account.seq + 1,
+            account.seq
+        ))));
+    }
+    if reasons.iter().all(CancelReason::is_transient_or_none) {
+        // Conflict with another transaction on one of the items.
+        return Ok(None);
+    }
+    // e.g. ValidationError: retrying cannot help.
+    Err(CommitError::Store(Error::StoreUnavailable(format!(
+        "credit write cancelled: {reasons:?}"
+    ))))
 }
 
 /// Outcome of an admin adjustment in mode `apply`.
@@ -323,96 +391,59 @@ impl DynamoStore {
         &self,
         user: &UserId,
         backoff: &Backoff,
+        plan: F,
+    ) -> Result<T, CommitError>
+    where
+        F: FnMut(&Account) -> Result<CreditTxn<T>, Error> + Send,
+        T: Send,
+    {
+        self.commit_credits_from(user, None, backoff, plan).await
+    }
+
+    /// [`Self::commit_credits`] planning first against `read`, the account as
+    /// the caller just read it (strongly consistent, e.g. in one
+    /// `BatchGetItem` with its own items); `None` reads it here.
+    pub async fn commit_credits_from<T, F>(
+        &self,
+        user: &UserId,
+        read: Option<Account>,
+        backoff: &Backoff,
         mut plan: F,
     ) -> Result<T, CommitError>
     where
         F: FnMut(&Account) -> Result<CreditTxn<T>, Error> + Send,
         T: Send,
     {
-        let mut account = self
-            .credit_account(user)
-            .await
-            .map_err(CommitError::Store)?;
-        for attempt in 1..=backoff.max_attempts {
-            let txn = plan(&account).map_err(CommitError::Refused)?;
-            if let Some(applied) = &txn.applied {
-                if applied.before != account || applied.after.user_id != *user {
-                    return Err(CommitError::Store(Error::Internal(
-                        "a credit change must be applied to the account it was planned on".into(),
-                    )));
-                }
-            }
-            let (mut actions, head) = match &txn.applied {
-                Some(applied) => (self.ledger_actions(applied).map_err(CommitError::Store)?, 2),
-                None if txn.extra.is_empty() => return Ok(txn.output),
-                None => (
-                    vec![self
-                        .account_unchanged_check(&account)
-                        .map_err(CommitError::Store)?],
-                    1,
-                ),
-            };
-            actions.extend(txn.extra);
-            // One token per plan: resends of this plan are identical, a
-            // re-plan (only after a definitive cancellation) gets a new one.
-            let token = uuid::Uuid::new_v4().to_string();
-            let settled = self
-                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+        let mut account = match read {
+            Some(account) => account,
+            None => self
+                .credit_account(user)
                 .await
-                .map_err(CommitError::Store)?;
-            let (reasons, after_unknown) = match settled {
-                Settled::Committed(_) => return Ok(txn.output),
-                Settled::Cancelled {
-                    reasons,
-                    after_unknown,
-                } => (reasons, after_unknown),
-            };
-            if after_unknown {
-                // An earlier send of this plan may have committed and its twin
-                // been refused by what it wrote: our ledger entry says so.
-                if let Some(applied) = &txn.applied {
-                    if self
-                        .wrote_ledger_entry(applied)
-                        .await
-                        .map_err(CommitError::Store)?
-                    {
-                        return Ok(txn.output);
-                    }
+                .map_err(CommitError::Store)?,
+        };
+        let started = std::time::Instant::now();
+        for attempt in 1..=backoff.max_attempts {
+            let replans = u64::from(attempt - 1);
+            let (reasons, head) = match self.commit_planned(user, &account, &mut plan).await {
+                Ok(Planned::Done(output)) => {
+                    self.stats().record_replans(replans);
+                    return Ok(output);
                 }
-            }
-            let account_reason = reasons.first();
-            let fresh = if account_reason.is_some_and(CancelReason::is_condition_failed) {
-                // Lost the race: the failed condition reports the account now.
-                account_reason.and_then(|r| r.item.clone())
-            } else if reasons
-                .iter()
-                .skip(1)
-                .take(head - 1)
-                .any(CancelReason::is_condition_failed)
-            {
-                return Err(CommitError::Store(Error::Internal(format!(
-                    "ledger entry {} of {user} exists although the account's seq is {}",
-                    account.seq + 1,
-                    account.seq
-                ))));
-            } else if reasons
-                .iter()
-                .skip(head)
-                .any(CancelReason::is_condition_failed)
-            {
-                return Err(CommitError::ExtraFailed(
-                    reasons.into_iter().skip(head).collect(),
-                ));
-            } else if reasons.iter().all(CancelReason::is_transient_or_none) {
-                // Conflict with another transaction on one of the items.
-                None
-            } else {
-                // e.g. ValidationError: retrying cannot help.
-                return Err(CommitError::Store(Error::StoreUnavailable(format!(
-                    "credit write cancelled: {reasons:?}"
-                ))));
+                Ok(Planned::Cancelled { reasons, head }) => (reasons, head),
+                Err(err) => {
+                    self.stats().record_replans(replans);
+                    return Err(err);
+                }
             };
-            if attempt >= backoff.max_attempts {
+            let fresh = match lost_race(user, &account, reasons, head) {
+                Ok(fresh) => fresh,
+                Err(err) => {
+                    self.stats().record_replans(replans);
+                    return Err(err);
+                }
+            };
+            if attempt >= backoff.max_attempts || started.elapsed() >= REPLAN_BUDGET {
+                self.stats().record_replans(replans);
                 break;
             }
             account = match fresh {
@@ -436,6 +467,66 @@ impl DynamoStore {
         ))))
     }
 
+    /// One plan against `account`, sent until it settles.
+    async fn commit_planned<T, F>(
+        &self,
+        user: &UserId,
+        account: &Account,
+        plan: &mut F,
+    ) -> Result<Planned<T>, CommitError>
+    where
+        F: FnMut(&Account) -> Result<CreditTxn<T>, Error> + Send,
+        T: Send,
+    {
+        let txn = plan(account).map_err(CommitError::Refused)?;
+        if let Some(applied) = &txn.applied {
+            if applied.before != *account || applied.after.user_id != *user {
+                return Err(CommitError::Store(Error::Internal(
+                    "a credit change must be applied to the account it was planned on".into(),
+                )));
+            }
+        }
+        let (mut actions, head) = match &txn.applied {
+            Some(applied) => (self.ledger_actions(applied).map_err(CommitError::Store)?, 2),
+            None if txn.extra.is_empty() => return Ok(Planned::Done(txn.output)),
+            None => (
+                vec![self
+                    .account_unchanged_check(account)
+                    .map_err(CommitError::Store)?],
+                1,
+            ),
+        };
+        actions.extend(txn.extra);
+        // One token per plan: resends of this plan are identical, a
+        // re-plan (only after a definitive cancellation) gets a new one.
+        let token = uuid::Uuid::new_v4().to_string();
+        let settled = self
+            .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+            .await
+            .map_err(CommitError::Store)?;
+        let (reasons, after_unknown) = match settled {
+            Settled::Committed(_) => return Ok(Planned::Done(txn.output)),
+            Settled::Cancelled {
+                reasons,
+                after_unknown,
+            } => (reasons, after_unknown),
+        };
+        if after_unknown {
+            // An earlier send of this plan may have committed and its twin
+            // been refused by what it wrote: our ledger entry says so.
+            if let Some(applied) = &txn.applied {
+                if self
+                    .wrote_ledger_entry(applied)
+                    .await
+                    .map_err(CommitError::Store)?
+                {
+                    return Ok(Planned::Done(txn.output));
+                }
+            }
+        }
+        Ok(Planned::Cancelled { reasons, head })
+    }
+
     /// Whether the ledger entry `applied` would write is stored, exactly: an
     /// earlier send of that very plan committed.
     async fn wrote_ledger_entry(&self, applied: &Applied) -> Result<bool, Error> {
@@ -445,6 +536,28 @@ impl DynamoStore {
             keys::ledger_sk(entry.seq),
         );
         Ok(self.get_consistent(key).await? == Some(ledger_item(entry)))
+    }
+
+    /// `user`'s account and `lease`'s record, in one strongly consistent
+    /// `BatchGetItem`.
+    pub async fn account_and_key(
+        &self,
+        user: &UserId,
+        lease: &Lease,
+    ) -> Result<(Account, Option<Item>), Error> {
+        let items = self
+            .get_many_consistent(vec![account_key(user), lease.record_key()])
+            .await?;
+        let mut account = Account::empty(user.clone());
+        let mut record = None;
+        for item in items {
+            if lease.is_record(&item) {
+                record = Some(item);
+            } else {
+                account = account_from_item(user, &item)?;
+            }
+        }
+        Ok((account, record))
     }
 
     /// Reads the account and plans an adjustment against it (modes `dry_run`
@@ -484,9 +597,24 @@ impl DynamoStore {
                 ))
             }
         };
+        // An unclaimed key is read with the account, in one request: a
+        // completed key answers from here, nothing written.
+        let read = match lease.filter(|lease| !lease.is_claimed()) {
+            Some(lease) => {
+                let (account, record) = self.account_and_key(user, lease).await?;
+                if let Some(answer) = lease.answer(record.as_ref(), clock.now())? {
+                    return match answer {
+                        Claim::Replay(stored) => Ok(AdjustResult::Replayed(stored)),
+                        Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
+                    };
+                }
+                Some(account)
+            }
+            None => None,
+        };
         let mut previous = 0;
         let committed = self
-            .commit_credits(user, &CREDIT_BACKOFF, |account| {
+            .commit_credits_from(user, read, &CONTENDED_BACKOFF, |account| {
                 let now = clock.now();
                 previous = account.available;
                 let plan = AdjustPlan::new(account, by, request.force)?;
@@ -534,12 +662,14 @@ impl DynamoStore {
             .await;
         let err = match committed {
             Ok(outcome) => return Ok(AdjustResult::Applied(outcome)),
-            Err(CommitError::ExtraFailed(_)) => {
-                // The audit put cannot collide (fresh id): the lease was lost to
-                // a takeover, and whoever holds the key now decides the answer.
+            Err(CommitError::ExtraFailed(reasons)) => {
+                // The audit put cannot collide (fresh id): the key was taken
+                // by another request (or a claimed lease lost to a takeover),
+                // and whoever holds the key now decides the answer.
+                let record = reasons.last().and_then(|r| r.item.as_ref());
                 return match lease {
                     Some(lease) => match self
-                        .idempotency_after_lost_lease(lease, clock.now())
+                        .idempotency_after_lost_lease(lease, record, clock.now())
                         .await?
                     {
                         Claim::Replay(stored) => Ok(AdjustResult::Replayed(stored)),

@@ -27,7 +27,7 @@ pub use crate::domain::idempotency::{Fingerprint, StoredResponse};
 use crate::error::Error;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -38,21 +38,87 @@ pub const IN_PROGRESS_EXPIRY: Duration = Duration::seconds(30);
 pub const RETENTION: Duration = Duration::hours(25);
 
 const STATUS_IN_PROGRESS: &str = "in_progress";
+/// The key is free to take: absent, expired (TTL deletion lags), or claimed
+/// by a request that stopped renewing its lease.
+const FREE_CONDITION: &str = "attribute_not_exists(#pk) OR #exp <= :now_s \
+     OR (#status = :in_progress AND #lease <= :now_ms)";
 const STATUS_COMPLETED: &str = "completed";
 
-/// Ownership of a key for the duration of one request.
+/// A request's use of a key: claimed ahead of its effect
+/// ([`DynamoStore::claim_idempotency`]), or taken by the effect's own
+/// transaction ([`Lease::unclaimed`]: nothing is written before it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub scope: String,
     pub key: String,
     pub fingerprint: Fingerprint,
-    token: String,
+    /// The owner token of a claimed key; `None` for an unclaimed one.
+    token: Option<String>,
 }
 
 impl Lease {
+    /// A key the effect's own `TransactWriteItems` takes: its completion puts
+    /// the completed record, conditioned on the key being free (absent,
+    /// expired, or an in-progress claim whose owner stopped renewing it), so
+    /// of concurrent requests with one key exactly one commits; the others'
+    /// failed condition returns the record they answer from (replay, 422).
+    pub fn unclaimed(scope: &str, key: &str, fingerprint: &Fingerprint) -> Result<Self, Error> {
+        check_scope(scope)?;
+        Ok(Self {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            fingerprint: fingerprint.clone(),
+            token: None,
+        })
+    }
+
+    /// Whether the key was claimed ahead of the effect.
+    pub fn is_claimed(&self) -> bool {
+        self.token.is_some()
+    }
+
     fn pk(&self) -> String {
         keys::idempotency_pk(&self.scope, &self.key)
     }
+
+    /// The record's primary key (to read it along with the effect's items).
+    pub fn record_key(&self) -> Item {
+        key_of(self.pk())
+    }
+
+    /// Whether `item` is this key's record.
+    pub fn is_record(&self, item: &Item) -> bool {
+        attr::opt_s(item, keys::PK) == Some(self.pk().as_str())
+    }
+
+    /// What the key's record as read says for this request: `Ok(None)` free
+    /// (go on), a replay once completed, 422 for a different request, 409
+    /// while another claim is live.
+    pub fn answer(
+        &self,
+        record: Option<&Item>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, Error> {
+        record
+            .and_then(|item| outcome_of(item, &self.fingerprint, now))
+            .transpose()
+    }
+
+    fn is_claimed_by(&self, item: &Item, status: &str) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(|token| attr::opt_s(item, "token") == Some(token))
+            && attr::opt_s(item, "status") == Some(status)
+    }
+}
+
+fn check_scope(scope: &str) -> Result<(), Error> {
+    if scope.contains('#') {
+        return Err(Error::Internal(format!(
+            "idempotency scope {scope:?} contains '#'"
+        )));
+    }
+    Ok(())
 }
 
 /// What claiming a key came to (422 mismatch and 409 in-use are errors).
@@ -72,7 +138,8 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
     Error::Internal(format!("idempotency request: {e}"))
 }
 
-/// Reads a live record (`None` if absent or expired) into a claim outcome.
+/// Reads a live record (`None` if absent, expired, or an in-progress claim
+/// past its lease, which anyone may take over) into a claim outcome.
 fn outcome_of(
     item: &Item,
     fingerprint: &Fingerprint,
@@ -80,6 +147,12 @@ fn outcome_of(
 ) -> Option<Result<Claim, Error>> {
     let expires = attr::opt_i64(item, keys::TTL).ok().flatten().unwrap_or(0);
     if expires <= now.timestamp() {
+        return None;
+    }
+    let lease_until = attr::opt_i64(item, "lease_until_ms").ok().flatten();
+    if attr::opt_s(item, "status") == Some(STATUS_IN_PROGRESS)
+        && lease_until.is_some_and(|until| until <= now.timestamp_millis())
+    {
         return None;
     }
     if attr::opt_s(item, "fingerprint") != Some(fingerprint.as_str()) {
@@ -117,16 +190,13 @@ impl DynamoStore {
         fingerprint: &Fingerprint,
         now: DateTime<Utc>,
     ) -> Result<Claim, Error> {
-        if scope.contains('#') {
-            return Err(Error::Internal(format!(
-                "idempotency scope {scope:?} contains '#'"
-            )));
-        }
+        check_scope(scope)?;
+        let token = uuid::Uuid::new_v4().to_string();
         let lease = Lease {
             scope: scope.to_string(),
             key: key.to_string(),
             fingerprint: fingerprint.clone(),
-            token: uuid::Uuid::new_v4().to_string(),
+            token: Some(token.clone()),
         };
         for _ in 0..3 {
             let mut item = key_of(lease.pk());
@@ -134,7 +204,7 @@ impl DynamoStore {
             item.insert("idempotency_key".into(), attr::s(key));
             item.insert("fingerprint".into(), attr::s(fingerprint.as_str()));
             item.insert("status".into(), attr::s(STATUS_IN_PROGRESS));
-            item.insert("token".into(), attr::s(&lease.token));
+            item.insert("token".into(), attr::s(&token));
             item.insert(
                 "lease_until_ms".into(),
                 attr::n((now + IN_PROGRESS_EXPIRY).timestamp_millis()),
@@ -146,10 +216,7 @@ impl DynamoStore {
                 .put_item()
                 .table_name(self.table())
                 .set_item(Some(item))
-                .condition_expression(
-                    "attribute_not_exists(#pk) OR #exp <= :now_s \
-                     OR (#status = :in_progress AND #lease <= :now_ms)",
-                )
+                .condition_expression(FREE_CONDITION)
                 .expression_attribute_names("#pk", keys::PK)
                 .expression_attribute_names("#exp", keys::TTL)
                 .expression_attribute_names("#status", "status")
@@ -179,10 +246,10 @@ impl DynamoStore {
             };
             // Our own claim: an earlier attempt of this put committed but its
             // answer was lost, and the SDK's resend failed on the record it wrote.
-            if existing.as_ref().is_some_and(|item| {
-                attr::opt_s(item, "token") == Some(lease.token.as_str())
-                    && attr::opt_s(item, "status") == Some(STATUS_IN_PROGRESS)
-            }) {
+            if existing
+                .as_ref()
+                .is_some_and(|item| lease.is_claimed_by(item, STATUS_IN_PROGRESS))
+            {
                 return Ok(Claim::Acquired(lease));
             }
             match existing.and_then(|item| outcome_of(&item, fingerprint, now)) {
@@ -199,14 +266,19 @@ impl DynamoStore {
     }
 
     /// The action that completes `lease` with `response`, for the same
-    /// `TransactWriteItems` as the effect. It fails its condition if the lease
-    /// was lost (expired and taken over); then no part of the effect commits.
+    /// `TransactWriteItems` as the effect. It fails its condition if the key is
+    /// not this request's to complete (a claimed lease lost to a takeover, or
+    /// an unclaimed key someone else took); then no part of the effect
+    /// commits, and the failed condition returns the record (`ALL_OLD`).
     pub fn idempotency_complete_action(
         &self,
         lease: &Lease,
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, Error> {
+        let Some(token) = &lease.token else {
+            return self.idempotency_put_completed(lease, response, now);
+        };
         let update = Update::builder()
             .table_name(self.table())
             .set_key(Some(key_of(lease.pk())))
@@ -225,10 +297,45 @@ impl DynamoStore {
             .expression_attribute_values(":rb", attr::s(&response.body))
             .expression_attribute_values(":now", attr::s(now.to_rfc3339()))
             .expression_attribute_values(":exp", attr::n((now + RETENTION).timestamp()))
-            .expression_attribute_values(":token", attr::s(&lease.token))
+            .expression_attribute_values(":token", attr::s(token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The completed record of an unclaimed key, put only while the key is free.
+    fn idempotency_put_completed(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, Error> {
+        let mut item = key_of(lease.pk());
+        item.insert("scope".into(), attr::s(&lease.scope));
+        item.insert("idempotency_key".into(), attr::s(&lease.key));
+        item.insert("fingerprint".into(), attr::s(lease.fingerprint.as_str()));
+        item.insert("status".into(), attr::s(STATUS_COMPLETED));
+        item.insert("response_status".into(), attr::n(response.status));
+        item.insert("response_body".into(), attr::s(&response.body));
+        item.insert("created_at".into(), attr::s(now.to_rfc3339()));
+        item.insert("completed_at".into(), attr::s(now.to_rfc3339()));
+        item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(FREE_CONDITION)
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#exp", keys::TTL)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#lease", "lease_until_ms")
+            .expression_attribute_values(":now_s", attr::n(now.timestamp()))
+            .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
+            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// Completes `lease` on its own (for effects that are not one transaction).
@@ -255,10 +362,7 @@ impl DynamoStore {
                     true => self.read_idempotency(&lease.pk()).await?,
                     false => None,
                 };
-                if record.is_some_and(|item| {
-                    attr::opt_s(&item, "token") == Some(lease.token.as_str())
-                        && attr::opt_s(&item, "status") == Some(STATUS_COMPLETED)
-                }) {
+                if record.is_some_and(|item| lease.is_claimed_by(&item, STATUS_COMPLETED)) {
                     return Ok(());
                 }
                 Err(Error::Conflict(format!(
@@ -270,6 +374,7 @@ impl DynamoStore {
 
     /// The action that gives the key up again (the request had no effect).
     pub fn idempotency_release_action(&self, lease: &Lease) -> Result<TransactWriteItem, Error> {
+        let token = lease.token.as_deref().unwrap_or_default();
         let delete = Delete::builder()
             .table_name(self.table())
             .set_key(Some(key_of(lease.pk())))
@@ -277,7 +382,7 @@ impl DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#token", "token")
             .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
-            .expression_attribute_values(":token", attr::s(&lease.token))
+            .expression_attribute_values(":token", attr::s(token))
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -287,6 +392,10 @@ impl DynamoStore {
     /// fine (someone else owns it now); any other failure is reported, and the
     /// in-progress expiry frees the key anyway.
     pub async fn release_idempotency(&self, lease: &Lease) -> Result<(), Error> {
+        // An unclaimed key was never written: nothing to give up.
+        let Some(token) = &lease.token else {
+            return Ok(());
+        };
         let result = self
             .client()
             .delete_item()
@@ -296,7 +405,7 @@ impl DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#token", "token")
             .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
-            .expression_attribute_values(":token", attr::s(&lease.token))
+            .expression_attribute_values(":token", attr::s(token))
             .send()
             .await;
         match result {
@@ -324,18 +433,24 @@ impl DynamoStore {
         }
     }
 
-    /// After a completion failed its condition (the lease was lost): what the
-    /// key says now — a replay of whoever completed it, or 409 / 422.
+    /// After a completion failed its condition: what the key says now — a
+    /// replay of whoever completed it, or 409 / 422. `record` is the item the
+    /// failed condition returned (`ALL_OLD`); without it the key is read.
     pub async fn idempotency_after_lost_lease(
         &self,
         lease: &Lease,
+        record: Option<&Item>,
         now: DateTime<Utc>,
     ) -> Result<Claim, Error> {
-        match self.read_idempotency(&lease.pk()).await? {
-            Some(item) => outcome_of(&item, &lease.fingerprint, now)
-                .unwrap_or(Err(Error::IdempotencyKeyInUse)),
-            None => Err(Error::IdempotencyKeyInUse),
-        }
+        let read;
+        let record = match record {
+            Some(item) => Some(item),
+            None => {
+                read = self.read_idempotency(&lease.pk()).await?;
+                read.as_ref()
+            }
+        };
+        lease.answer(record, now)?.ok_or(Error::IdempotencyKeyInUse)
     }
 }
 

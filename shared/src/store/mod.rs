@@ -208,6 +208,53 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// The items at `wanted` (absent ones are left out), strongly consistent,
+    /// in one `BatchGetItem` (≤ 100 keys). Keys the engine leaves unprocessed
+    /// (throttling) are asked again with jittered backoff.
+    pub async fn get_many_consistent(
+        &self,
+        wanted: Vec<attr::Item>,
+    ) -> Result<Vec<attr::Item>, Error> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Error::Internal(format!("batch read: {e}")))?,
+        );
+        let mut found = Vec::new();
+        let backoff = txn::Backoff::default();
+        let mut attempt = 0;
+        while let Some(request) = pending.take() {
+            attempt += 1;
+            if attempt > backoff.max_attempts {
+                return Err(Error::StoreUnavailable(
+                    "a batch read kept being throttled".into(),
+                ));
+            }
+            if attempt > 1 {
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            let out = self
+                .client()
+                .batch_get_item()
+                .request_items(self.table(), request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(items) = out.responses().and_then(|r| r.get(self.table())) {
+                found.extend(items.iter().cloned());
+            }
+            pending = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(self.table()))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        Ok(found)
+    }
+
     /// Every item of partition `pk` whose sort key begins with `prefix`, all
     /// pages, strongly consistent (small partitions: a user's quotas, the defaults).
     pub async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<attr::Item>, Error> {

@@ -1365,7 +1365,7 @@ impl DynamoStore {
         if let (Some(i), Some(lease)) = (index.idempotency, lease) {
             if failed(i) {
                 // The key's in-progress lease expired and another request took it.
-                return match self.idempotency_after_lost_lease(lease, now).await? {
+                return match self.idempotency_after_lost_lease(lease, None, now).await? {
                     Claim::Replay(stored) => Ok(Some(RedeemOutcome::Replayed(stored))),
                     Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
                 };

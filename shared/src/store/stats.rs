@@ -15,6 +15,8 @@ pub struct RequestStats {
     requests: AtomicU64,
     attempts: AtomicU64,
     write_units: AtomicU64,
+    replans: AtomicU64,
+    most_replans: AtomicU64,
 }
 
 impl RequestStats {
@@ -31,6 +33,23 @@ impl RequestStats {
     /// Write capacity units reported by DynamoDB, in tenths (for exact sums).
     pub fn write_units_tenths(&self) -> u64 {
         self.write_units.load(Ordering::Relaxed)
+    }
+
+    /// Re-plans (re-read and re-planned writes after a definitive
+    /// cancellation or a conflict) summed over all operations.
+    pub fn replans(&self) -> u64 {
+        self.replans.load(Ordering::Relaxed)
+    }
+
+    /// The most re-plans one operation needed.
+    pub fn most_replans(&self) -> u64 {
+        self.most_replans.load(Ordering::Relaxed)
+    }
+
+    /// Records that one operation committed (or gave up) after `replans` re-plans.
+    pub fn record_replans(&self, replans: u64) {
+        self.replans.fetch_add(replans, Ordering::Relaxed);
+        self.most_replans.fetch_max(replans, Ordering::Relaxed);
     }
 
     pub fn add_write_units(&self, units: f64) {

@@ -1,0 +1,1 @@
+//! What a redemption costs (filled in with the redeem rework).
