@@ -8,7 +8,7 @@ use spendguard_tests::TestEnv;
 use std::sync::Arc;
 
 /// Requests and attempts `op` sent through the store.
-async fn cost<F: std::future::Future>(env: &TestEnv, op: F) -> (u64, u64, F::Output) {
+pub(crate) async fn cost<F: std::future::Future>(env: &TestEnv, op: F) -> (u64, u64, F::Output) {
     let stats = env.store.stats();
     let (requests, attempts) = (stats.requests(), stats.attempts());
     let out = op.await;

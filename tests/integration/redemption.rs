@@ -36,7 +36,7 @@ async fn create(env: &TestEnv, body: Value) -> Value {
 }
 
 /// One code granting `credits` with `max_uses`; returns its printed form.
-async fn one_code(env: &TestEnv, credits: i64, max_uses: i64) -> String {
+pub(crate) async fn one_code(env: &TestEnv, credits: i64, max_uses: i64) -> String {
     let batch = create(
         env,
         json!({"count": 1, "credits": credits, "max_uses": max_uses}),
@@ -45,7 +45,7 @@ async fn one_code(env: &TestEnv, credits: i64, max_uses: i64) -> String {
     batch["codes"][0].as_str().unwrap().to_string()
 }
 
-async fn sub_code(env: &TestEnv, plan: &str, unit: &str, quantity: u32) -> String {
+pub(crate) async fn sub_code(env: &TestEnv, plan: &str, unit: &str, quantity: u32) -> String {
     let batch = create(
         env,
         json!({"count": 1, "max_uses": 10,
@@ -69,7 +69,7 @@ async fn get_code(env: &TestEnv, code: &str) -> Value {
     res.body.clone()
 }
 
-async fn used_count(env: &TestEnv, code: &str) -> i64 {
+pub(crate) async fn used_count(env: &TestEnv, code: &str) -> i64 {
     get_code(env, code).await["used_count"].as_i64().unwrap()
 }
 

@@ -58,7 +58,7 @@ pub const CONTENDED_BACKOFF: Backoff = Backoff {
 };
 
 /// Time after which a write stops re-planning and answers 409 `conflict`.
-pub const REPLAN_BUDGET: Duration = Duration::from_secs(7);
+pub const REPLAN_BUDGET: Duration = Duration::from_secs(8);
 
 /// Reads of credit accounts and ledgers.
 pub trait CreditStore {
@@ -175,7 +175,7 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
     Error::Internal(format!("credits request: {e}"))
 }
 
-fn account_key(user: &UserId) -> Item {
+pub(crate) fn account_key(user: &UserId) -> Item {
     keys::item_key(keys::user_pk(user.as_str()), keys::CREDITS_SK)
 }
 

@@ -15,7 +15,7 @@
 //! | lease lock             | `LOCK#{name}`              | `LOCK`                     |
 //! | code batch             | `CODE_BATCH#{batch_id}`    | `BATCH`, `PLAN`            |
 //! | redemption counter     | `USER#{user_id}`           | `REDEMPTION_STATS`         |
-//! | failed redemptions     | `USER#{user_id}`           | `REDEEM_FAIL#{minute:012}` |
+//! | failed redemptions     | `USER#{user_id}`           | `REDEEM_FAIL#HOUR`         |
 //!
 //! Redemption items and their gsi1 keys: `store::redemption`.
 //!

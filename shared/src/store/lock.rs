@@ -27,7 +27,15 @@ pub struct LockLease {
     pub until: DateTime<Utc>,
 }
 
-fn lock_key(name: &str) -> Item {
+/// Whether the lock item `item` is held by someone at `now`.
+pub(crate) fn is_held(item: &Item, now: DateTime<Utc>) -> bool {
+    attr::opt_i64(item, "lease_until_ms")
+        .ok()
+        .flatten()
+        .is_some_and(|until| until > now.timestamp_millis())
+}
+
+pub(crate) fn lock_key(name: &str) -> Item {
     Item::from([
         (keys::PK.to_string(), attr::s(format!("LOCK#{name}"))),
         (keys::SK.to_string(), attr::s("LOCK")),

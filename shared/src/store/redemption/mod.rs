@@ -8,8 +8,8 @@
 //! | batch plan | `CODE_BATCH#{batch}` | `PLAN` | every code of the batch, in order |
 //! | subscription | `USER#{user}` | `SUB#{plan}` | `expires_at`, `version` |
 //! | redemption counter | `USER#{user}` | `REDEMPTION_STATS` | `redemption_count` decides `is_new` |
-//! | failed attempts | `USER#{user}` | `REDEEM_FAIL#{epoch_minute:012}` | `count`; TTL |
-//! | lease lock | `LOCK#redeem:{user}:{key}` | `LOCK` | see [`super::lock`] |
+//! | failed attempts | `USER#{user}` | `REDEEM_FAIL#HOUR` | `m{epoch_minute}` = count per minute; TTL |
+//! | lease lock (honoured, never taken) | `LOCK#redeem:{user}:{key}` | `LOCK` | see [`super::lock`] |
 //!
 //! A redemption is one `TransactWriteItems` (see [`DynamoStore::redeem`]); a
 //! batch of up to 1,000 codes is written in chunks that a retry with the same
@@ -27,10 +27,9 @@ pub use catalogue::{CodeFilter, CreatedBatch};
 pub use redeem::{RedeemOutcome, RedeemRequest};
 
 use super::attr::{self, Item};
-use super::credits::{CommitError, CreditTxn, CREDIT_BACKOFF};
+use super::credits::{CommitError, CreditTxn};
 use super::idempotency::{Claim, Fingerprint, Lease, StoredResponse};
 use super::list::{bad_cursor, item_key, start_key, Filter, ListQuery, MAX_LIST_QUERIES};
-use super::lock::LockLease;
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
 use crate::clock::Clock;
@@ -47,10 +46,9 @@ use crate::domain::UserId;
 use crate::error::Error;
 use crate::paging::{Cursor, Page, PageRequest};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration as StdDuration;
 
@@ -61,7 +59,6 @@ const PLAN_SK: &str = "PLAN";
 const BATCHES_INDEX_PK: &str = "CODE_BATCHES";
 const SUB_SK_PREFIX: &str = "SUB#";
 const STATS_SK: &str = "REDEMPTION_STATS";
-const FAIL_SK_PREFIX: &str = "REDEEM_FAIL#";
 /// Attribute of a redemption record naming the request that wrote it.
 const REQUEST_ID: &str = "request_id";
 
@@ -70,8 +67,6 @@ const REQUEST_ID: &str = "request_id";
 const CHUNK: usize = 98;
 /// The first transaction also puts the batch, the plan and the audit entry.
 const FIRST_CHUNK: usize = 97;
-/// A redemption takes well under a second; the lease only has to outlive it.
-const REDEEM_LOCK_LEASE: Duration = Duration::seconds(10);
 /// Attempts of a redemption whose items (subscription, counter) another
 /// redemption of the same user changed meanwhile.
 const REDEEM_BACKOFF: Backoff = Backoff {
@@ -97,10 +92,6 @@ fn user_redemptions_index_pk(user: &UserId) -> String {
 
 fn sub_sk(plan: &PlanId) -> String {
     format!("{SUB_SK_PREFIX}{plan}")
-}
-
-fn fail_sk(minute: i64) -> String {
-    format!("{FAIL_SK_PREFIX}{minute:012}")
 }
 
 fn code_key_item(key: &CodeKey) -> Item {

@@ -1,11 +1,22 @@
-//! Redeeming a code: one read, one `TransactWriteItems`.
+//! Redeeming a code: one read, one `TransactWriteItems` (a subscription code
+//! also reads its subscription). No lock and no claim ahead of the write: the
+//! transaction's own conditions are the lease.
 
 use super::items::*;
+use super::limiter::{failure_buckets, failures_key, FAILURES_SK};
 use super::*;
+use crate::domain::credits::Account;
+use crate::store::credits::{account_from_item, account_key, CONTENDED_BACKOFF};
+use crate::store::lock;
 
 /// The Idempotency-Key space of a user's redemptions.
 fn redeem_key_scope(user: &UserId) -> String {
     format!("redeem:{user}")
+}
+
+/// The lease lock's name for (user, code).
+fn lock_name(user: &UserId, code: &CodeKey) -> String {
+    format!("redeem:{user}:{code}")
 }
 
 /// A redemption request of a signed-in user.
@@ -23,17 +34,24 @@ pub enum RedeemOutcome {
     Replayed(StoredResponse),
 }
 
-/// What a redemption reads before planning its transaction.
-pub(super) struct Snapshot {
+/// Everything a redemption plans against, read in one `BatchGetItem`.
+struct Snapshot {
     code: Option<RedemptionCode>,
     /// The (code, user) record, if the user redeemed the code already.
     redeemed: Option<Item>,
     /// The user's redemptions so far (0 → this one `is_new`).
     count: i64,
+    account: Account,
+    /// The user's failed attempts, `(minute, count)`.
+    failures: Vec<(i64, i64)>,
+    /// The Idempotency-Key's record.
+    key_record: Option<Item>,
+    /// A lease lock on (user, code), if one was read.
+    lock: Option<Item>,
 }
 
 /// The redemption as stored, if `record` was written by the request `request_id`.
-pub(super) fn own_redemption(record: &Item, request_id: &str) -> Result<Option<Redemption>, Error> {
+fn own_redemption(record: &Item, request_id: &str) -> Result<Option<Redemption>, Error> {
     if attr::opt_s(record, REQUEST_ID) == Some(request_id) {
         redemption_from_item(record).map(Some)
     } else {
@@ -42,7 +60,7 @@ pub(super) fn own_redemption(record: &Item, request_id: &str) -> Result<Option<R
 }
 
 /// Refusals that count as failed attempts (and write nothing else).
-pub(super) fn is_rejection(err: &Error) -> bool {
+fn is_rejection(err: &Error) -> bool {
     matches!(
         err,
         Error::CodeNotFound
@@ -53,245 +71,195 @@ pub(super) fn is_rejection(err: &Error) -> bool {
     )
 }
 
+/// What the reads alone answer, before the code's own refusals: this
+/// request's own earlier commit; the Idempotency-Key's record (replay, 422,
+/// 409); a live lease lock (409 `redemption_in_progress`); the failure
+/// window (429).
+fn answer_from_reads(
+    snapshot: &Snapshot,
+    request_id: &str,
+    lease: Option<&Lease>,
+    now: DateTime<Utc>,
+) -> Result<Option<RedeemOutcome>, Error> {
+    if let Some(record) = &snapshot.redeemed {
+        if let Some(own) = own_redemption(record, request_id)? {
+            return Ok(Some(RedeemOutcome::Redeemed(own)));
+        }
+    }
+    if let Some(lease) = lease {
+        match lease.answer(snapshot.key_record.as_ref(), now)? {
+            Some(Claim::Replay(stored)) => return Ok(Some(RedeemOutcome::Replayed(stored))),
+            Some(Claim::Acquired(_)) => return Err(Error::IdempotencyKeyInUse),
+            None => {}
+        }
+    }
+    if snapshot
+        .lock
+        .as_ref()
+        .is_some_and(|item| lock::is_held(item, now))
+    {
+        return Err(Error::RedemptionInProgress);
+    }
+    check_failed_attempts(&snapshot.failures, now)?;
+    Ok(None)
+}
+
 /// Indexes of the redemption's own actions after the ledger actions.
-pub(super) struct ActionIndex {
+struct ActionIndex {
     code: usize,
     record: usize,
     idempotency: Option<usize>,
 }
 
+/// One redemption's plan against one account state.
+struct RedeemPlan<'a> {
+    user: &'a UserId,
+    code: &'a RedemptionCode,
+    count: i64,
+    current_sub: Option<&'a Subscription>,
+    lease: Option<&'a Lease>,
+    request_id: &'a str,
+}
+
 impl DynamoStore {
-    /// Redeems `code` for `user`:
+    /// Redeems `code` for `user`, in one read and one write:
     ///
-    /// 1. a lease lock on (user, code), so a concurrent second attempt gets 409
-    ///    `redemption_in_progress` (correctness does not depend on it);
-    /// 2. the Idempotency-Key (replay, 422, 409 as the contract says);
-    /// 3. the failed-attempt window (429 after 20 failures in an hour);
-    /// 4. one `TransactWriteItems`: code `used_count + 1` while enabled,
-    ///    unexpired and below `max_uses`; the (code, user) record if absent; the
-    ///    ledger `redeem` entry with its account update; the subscription
-    ///    extension; the user's redemption counter (`is_new`); the idempotency
-    ///    completion.
+    /// 1. one strongly consistent `BatchGetItem`: the code, the (code, user)
+    ///    record, the user's counter, account and failure window, the
+    ///    Idempotency-Key's record and the (user, code) lease lock. A completed
+    ///    key answers its replay (422 for another body, 409 while an older
+    ///    claim is live); a live lease lock 409 `redemption_in_progress`; 20
+    ///    failures in the last hour 429; a code's state that refuses answers
+    ///    here, nothing written but the failure count;
+    /// 2. for a subscription code, the subscription's `GetItem`;
+    /// 3. one `TransactWriteItems`: code `used_count + 1` while enabled,
+    ///    unexpired and below `max_uses`; the (code, user) record if absent;
+    ///    the ledger `redeem` entry with its account update; the subscription
+    ///    extension; the user's redemption counter (`is_new`); the completed
+    ///    idempotency record, conditioned on the key being free.
     ///
-    /// A rejection (404/403/410/409) writes only a failed-attempt count and
-    /// gives the Idempotency-Key up again.
+    /// Two concurrent redemptions of one user cannot both commit against the
+    /// same read (the counter's condition), and of one code at most once (the
+    /// record's). A lost race re-plans from a fresh read, bounded; a rejection
+    /// (404/403/410/409) adds one write, the failure count. This version takes
+    /// no lease lock (nothing blocks a user after a crash); it still honours
+    /// one another holder took (an older version mid-rollout).
     pub async fn redeem(
         &self,
         request: RedeemRequest<'_>,
         clock: &Clock,
     ) -> Result<RedeemOutcome, Error> {
-        let lock_name = format!("redeem:{}:{}", request.user, request.code);
-        let Some(lock) = self
-            .try_lock(&lock_name, REDEEM_LOCK_LEASE, clock.now())
-            .await?
-        else {
-            // If the request holding the lock is this one again (same
-            // Idempotency-Key), the key answers: 409 idempotency_key_in_use
-            // while it runs, its replay once done, 422 for another body.
-            if let Some((key, fingerprint)) = request.idempotency {
-                let scope = redeem_key_scope(request.user);
-                if let Some(Claim::Replay(stored)) = self
-                    .peek_idempotency(&scope, key, fingerprint, clock.now())
-                    .await?
-                {
-                    return Ok(RedeemOutcome::Replayed(stored));
-                }
-            }
-            return Err(Error::RedemptionInProgress);
-        };
-        let result = self.redeem_unlocked(request, clock).await;
-        self.unlock_quietly(&lock).await;
-        result
+        self.redeem_with(request, clock, true).await
     }
 
-    async fn unlock_quietly(&self, lock: &LockLease) {
-        if let Err(e) = self.release_lock(lock).await {
-            tracing::warn!(error = %e, lock = %lock.name, "could not release a lock; it expires on its own");
-        }
-    }
-
-    /// [`DynamoStore::redeem`] without the lease lock. The transaction's
-    /// conditions alone keep every invariant (at most `max_uses`, once per user,
-    /// one ledger entry); the lock only turns a concurrent second attempt of the
-    /// same user into a clean 409 instead of a race those conditions settle.
+    /// [`DynamoStore::redeem`] ignoring lease locks: the transaction's
+    /// conditions alone keep every invariant (at most `max_uses`, once per
+    /// user, one ledger entry).
     pub async fn redeem_unlocked(
         &self,
         request: RedeemRequest<'_>,
         clock: &Clock,
     ) -> Result<RedeemOutcome, Error> {
-        let lease = match request.idempotency {
-            None => None,
-            Some((key, fingerprint)) => {
-                let scope = redeem_key_scope(request.user);
-                match self
-                    .claim_idempotency(&scope, key, fingerprint, clock.now())
-                    .await?
-                {
-                    Claim::Acquired(lease) => Some(lease),
-                    Claim::Replay(stored) => return Ok(RedeemOutcome::Replayed(stored)),
-                }
-            }
-        };
-        let result = self.redeem_once(&request, lease.as_ref(), clock).await;
-        if let Err(err) = &result {
-            if is_rejection(err) {
-                if let Err(e) = self.record_failed_attempt(request.user, clock.now()).await {
-                    tracing::warn!(error = %e, "could not count a failed redemption attempt");
-                }
-            }
-            if let Some(lease) = &lease {
-                if let Err(e) = self.release_idempotency(lease).await {
-                    tracing::warn!(error = %e, "could not release an idempotency key; it expires on its own");
-                }
-            }
-        }
-        result
+        self.redeem_with(request, clock, false).await
     }
 
-    async fn redeem_once(
+    async fn redeem_with(
         &self,
-        request: &RedeemRequest<'_>,
-        lease: Option<&Lease>,
+        request: RedeemRequest<'_>,
         clock: &Clock,
+        honour_lock: bool,
     ) -> Result<RedeemOutcome, Error> {
-        // Check, then act: a burst of concurrent failures can pass the check
-        // together and overshoot by the burst size. The window brakes guessing;
-        // it is not an invariant the store has to hold.
-        let buckets = self.failed_attempts(request.user, clock.now()).await?;
-        check_failed_attempts(&buckets, clock.now())?;
+        let lease = request
+            .idempotency
+            .map(|(key, fingerprint)| {
+                Lease::unclaimed(&redeem_key_scope(request.user), key, fingerprint)
+            })
+            .transpose()?;
         // Stored in the record: a record carrying it is this request's own
         // commit (its answer lost), not an earlier redemption.
         let request_id = uuid::Uuid::new_v4().to_string();
-        for attempt in 1..=REDEEM_BACKOFF.max_attempts {
-            match self
-                .redeem_attempt(request, &request_id, lease, clock)
-                .await?
-            {
-                Some(outcome) => return Ok(outcome),
-                None if attempt < REDEEM_BACKOFF.max_attempts => {
-                    tokio::time::sleep(REDEEM_BACKOFF.delay(attempt)).await;
+        let mut replans = 0;
+        let result = loop {
+            let snapshot = self
+                .redeem_snapshot(&request, lease.as_ref(), honour_lock)
+                .await?;
+            let attempt = self
+                .redeem_attempt(&request, &snapshot, &request_id, lease.as_ref(), clock)
+                .await;
+            match attempt {
+                Ok(Some(outcome)) => break Ok(outcome),
+                Ok(None) if replans + 1 < REDEEM_BACKOFF.max_attempts => {
+                    replans += 1;
+                    tokio::time::sleep(REDEEM_BACKOFF.delay(replans)).await;
                 }
-                None => {}
+                Ok(None) => {
+                    break Err(Error::Conflict(
+                        "other redemptions of this user kept changing the same items; \
+                         retry the request"
+                            .into(),
+                    ))
+                }
+                Err(err) => {
+                    if is_rejection(&err) {
+                        let counted = self
+                            .record_failed_attempt(request.user, &snapshot.failures, clock.now())
+                            .await;
+                        if let Err(e) = counted {
+                            tracing::warn!(error = %e, "could not count a failed redemption attempt");
+                        }
+                    }
+                    break Err(err);
+                }
             }
-        }
-        Err(Error::Conflict(
-            "other redemptions of this user kept changing the same items; retry the request".into(),
-        ))
+        };
+        self.stats().record_replans(u64::from(replans));
+        result
     }
 
-    /// One read-plan-commit round; `Ok(None)`: lost a race on the user's own
-    /// items (counter, subscription), try again with fresh reads.
+    /// One plan-commit round against `snapshot`; `Ok(None)`: lost a race on
+    /// the user's own items (counter, subscription), read again and re-plan.
     async fn redeem_attempt(
         &self,
         request: &RedeemRequest<'_>,
+        snapshot: &Snapshot,
         request_id: &str,
         lease: Option<&Lease>,
         clock: &Clock,
     ) -> Result<Option<RedeemOutcome>, Error> {
-        let user = request.user;
-        let snapshot = self.redeem_snapshot(user, request.code).await?;
-        if let Some(record) = &snapshot.redeemed {
-            if let Some(own) = own_redemption(record, request_id)? {
-                return Ok(Some(RedeemOutcome::Redeemed(own)));
-            }
+        if let Some(answer) = answer_from_reads(snapshot, request_id, lease, clock.now())? {
+            return Ok(Some(answer));
         }
-        // Refuse early from the reads: no transaction, nothing written. The
-        // transaction's conditions below still decide every race.
-        let code = snapshot.code.ok_or(Error::CodeNotFound)?;
+        // Refuse early from the reads: no transaction. The transaction's
+        // conditions below still decide every race.
+        let code = snapshot.code.as_ref().ok_or(Error::CodeNotFound)?;
         if snapshot.redeemed.is_some() {
             return Err(Error::AlreadyRedeemed);
         }
         code.check_redeemable(clock.now())?;
         let current_sub = match &code.grant.subscription {
-            Some(grant) => self.subscription(user, &grant.plan_id).await?,
+            Some(grant) => self.subscription(request.user, &grant.plan_id).await?,
             None => None,
+        };
+        let plan = RedeemPlan {
+            user: request.user,
+            code,
+            count: snapshot.count,
+            current_sub: current_sub.as_ref(),
+            lease,
+            request_id,
         };
         let mut index = None;
         let committed = self
-            .commit_credits(user, &CREDIT_BACKOFF, |account| {
-                let now = clock.now();
-                let credits = code.grant.credits;
-                let applied = if credits > 0 {
-                    let change = Change::redeem(credits, "redemption", &code.display)
-                        .with_reference(code.key.as_str())
-                        .with_id(
-                            uuid::Uuid::new_v5(
-                                &uuid::Uuid::NAMESPACE_OID,
-                                format!("spendguard:redeem:{}:{}", code.key, user).as_bytes(),
-                            )
-                            .to_string(),
-                        );
-                    Some(account.apply(&change, now)?)
-                } else {
-                    None
-                };
-                let subscription = match &code.grant.subscription {
-                    None => None,
-                    Some(grant) => {
-                        let previous = current_sub.as_ref().map(|s| s.expires_at);
-                        Some(SubscriptionChange {
-                            plan_id: grant.plan_id.clone(),
-                            unit: grant.unit,
-                            quantity: grant.quantity,
-                            previous_expires_at: previous,
-                            expires_at: extend_subscription(
-                                previous,
-                                now,
-                                grant.unit,
-                                grant.quantity,
-                            )?,
-                        })
-                    }
-                };
-                let redemption = Redemption {
-                    code: code.display.clone(),
-                    code_key: code.key.clone(),
-                    batch_id: code.batch_id.clone(),
-                    user_id: user.clone(),
-                    credits_granted: credits,
-                    balance_after: applied
-                        .as_ref()
-                        .map_or(account.available, |a| a.after.available),
-                    transaction_id: applied.as_ref().map(|a| a.entry.id.clone()),
-                    subscription,
-                    is_new: snapshot.count == 0,
-                    redeemed_at: now,
-                };
-                let mut extra = vec![
-                    self.code_use_action(&code.key, now)?,
-                    self.redemption_put(&redemption, request_id)?,
-                    self.counter_action(user, snapshot.count, now)?,
-                ];
-                if let Some(change) = &redemption.subscription {
-                    extra.push(self.subscription_action(
-                        user,
-                        change,
-                        current_sub.as_ref(),
-                        now,
-                    )?);
-                }
-                let idempotency = match lease {
-                    Some(lease) => {
-                        let response = StoredResponse {
-                            status: 201,
-                            body: redemption.view().to_string(),
-                        };
-                        extra.push(self.idempotency_complete_action(lease, &response, now)?);
-                        Some(extra.len() - 1)
-                    }
-                    None => None,
-                };
-                index = Some(ActionIndex {
-                    code: 0,
-                    record: 1,
-                    idempotency,
-                });
-                Ok(CreditTxn {
-                    applied,
-                    extra,
-                    output: redemption,
-                })
-            })
+            .commit_credits_from(
+                request.user,
+                Some(snapshot.account.clone()),
+                &CONTENDED_BACKOFF,
+                |account| {
+                    let (txn, planned) = self.plan_redemption(&plan, account, clock.now())?;
+                    index = Some(planned);
+                    Ok(txn)
+                },
+            )
             .await;
         let reasons = match committed {
             Ok(redemption) => return Ok(Some(RedeemOutcome::Redeemed(redemption))),
@@ -303,12 +271,98 @@ impl DynamoStore {
             .await
     }
 
+    /// The redemption's transaction against `account`: its ledger change and
+    /// its own actions, with where they sit.
+    fn plan_redemption(
+        &self,
+        plan: &RedeemPlan<'_>,
+        account: &Account,
+        now: DateTime<Utc>,
+    ) -> Result<(CreditTxn<Redemption>, ActionIndex), Error> {
+        let (code, user) = (plan.code, plan.user);
+        let credits = code.grant.credits;
+        let applied = if credits > 0 {
+            let change = Change::redeem(credits, "redemption", &code.display)
+                .with_reference(code.key.as_str())
+                .with_id(
+                    uuid::Uuid::new_v5(
+                        &uuid::Uuid::NAMESPACE_OID,
+                        format!("spendguard:redeem:{}:{}", code.key, user).as_bytes(),
+                    )
+                    .to_string(),
+                );
+            Some(account.apply(&change, now)?)
+        } else {
+            None
+        };
+        let subscription = match &code.grant.subscription {
+            None => None,
+            Some(grant) => {
+                let previous = plan.current_sub.map(|s| s.expires_at);
+                Some(SubscriptionChange {
+                    plan_id: grant.plan_id.clone(),
+                    unit: grant.unit,
+                    quantity: grant.quantity,
+                    previous_expires_at: previous,
+                    expires_at: extend_subscription(previous, now, grant.unit, grant.quantity)?,
+                })
+            }
+        };
+        let redemption = Redemption {
+            code: code.display.clone(),
+            code_key: code.key.clone(),
+            batch_id: code.batch_id.clone(),
+            user_id: user.clone(),
+            credits_granted: credits,
+            balance_after: applied
+                .as_ref()
+                .map_or(account.available, |a| a.after.available),
+            transaction_id: applied.as_ref().map(|a| a.entry.id.clone()),
+            subscription,
+            is_new: plan.count == 0,
+            redeemed_at: now,
+        };
+        let mut extra = vec![
+            self.code_use_action(&code.key, now)?,
+            self.redemption_put(&redemption, plan.request_id)?,
+            self.counter_action(user, plan.count, now)?,
+        ];
+        if let Some(change) = &redemption.subscription {
+            extra.push(self.subscription_action(user, change, plan.current_sub, now)?);
+        }
+        let idempotency = match plan.lease {
+            Some(lease) => {
+                let response = StoredResponse {
+                    status: 201,
+                    body: redemption.view().to_string(),
+                };
+                extra.push(self.idempotency_complete_action(lease, &response, now)?);
+                Some(extra.len() - 1)
+            }
+            None => None,
+        };
+        let index = ActionIndex {
+            code: 0,
+            record: 1,
+            idempotency,
+        };
+        Ok((
+            CreditTxn {
+                applied,
+                extra,
+                output: redemption,
+            },
+            index,
+        ))
+    }
+
     /// Turns the failed conditions of the redemption's own actions into the
     /// contract's answer: this request's own record (an earlier send of it
-    /// committed, its answer lost) is its success; then a lost idempotency
-    /// lease (whoever holds the key answers); then the code's state from its
-    /// `ALL_OLD` item and the record's existence; anything else was a race on
-    /// the user's own items and is retried.
+    /// committed, its answer lost) is its success; then the key taken by
+    /// another request (its record, returned by the failed condition,
+    /// answers); then the code's state from its `ALL_OLD` item and the
+    /// record's existence; anything else was a race on the user's own items
+    /// and is retried.
     async fn decode_cancellation(
         &self,
         reasons: &[CancelReason],
@@ -331,8 +385,11 @@ impl DynamoStore {
         }
         if let (Some(i), Some(lease)) = (index.idempotency, lease) {
             if failed(i) {
-                // The key's in-progress lease expired and another request took it.
-                return match self.idempotency_after_lost_lease(lease, None, now).await? {
+                let record = reasons[i].item.as_ref();
+                return match self
+                    .idempotency_after_lost_lease(lease, record, now)
+                    .await?
+                {
                     Claim::Replay(stored) => Ok(Some(RedeemOutcome::Replayed(stored))),
                     Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
                 };
@@ -355,62 +412,47 @@ impl DynamoStore {
         Ok(None)
     }
 
-    /// Code, (code, user) record and the user's counter in one strongly
-    /// consistent `BatchGetItem`.
-    async fn redeem_snapshot(&self, user: &UserId, code: &CodeKey) -> Result<Snapshot, Error> {
-        let wanted = vec![
+    /// Everything the redemption plans against, in one strongly consistent
+    /// `BatchGetItem`.
+    async fn redeem_snapshot(
+        &self,
+        request: &RedeemRequest<'_>,
+        lease: Option<&Lease>,
+        honour_lock: bool,
+    ) -> Result<Snapshot, Error> {
+        let (user, code) = (request.user, request.code);
+        let mut wanted = vec![
             code_key_item(code),
             keys::item_key(code_pk(code), format!("{REDEMPTION_SK_PREFIX}{user}")),
             keys::item_key(keys::user_pk(user.as_str()), STATS_SK),
+            account_key(user),
+            failures_key(user),
         ];
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(wanted))
-                .consistent_read(true)
-                .build()
-                .map_err(build_err)?,
-        );
-        let mut found: Vec<Item> = Vec::new();
-        let backoff = Backoff::default();
-        let mut attempt = 0;
-        while let Some(request) = pending.take() {
-            attempt += 1;
-            if attempt > backoff.max_attempts {
-                return Err(Error::StoreUnavailable(
-                    "reads of the redemption kept being throttled".into(),
-                ));
-            }
-            if attempt > 1 {
-                tokio::time::sleep(backoff.delay(attempt - 1)).await;
-            }
-            let out = self
-                .client()
-                .batch_get_item()
-                .request_items(self.table(), request)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            if let Some(items) = out.responses().and_then(|r| r.get(self.table())) {
-                found.extend(items.iter().cloned());
-            }
-            pending = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(self.table()))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
+        wanted.extend(lease.map(Lease::record_key));
+        if honour_lock {
+            wanted.push(lock::lock_key(&lock_name(user, code)));
         }
         let mut snapshot = Snapshot {
             code: None,
             redeemed: None,
             count: 0,
+            account: Account::empty(user.clone()),
+            failures: Vec::new(),
+            key_record: None,
+            lock: None,
         };
-        for item in &found {
-            match attr::get_s(item, keys::SK)? {
-                CODE_SK => snapshot.code = Some(code_from_item(item)?),
-                STATS_SK => snapshot.count = attr::get_i64(item, "redemption_count")?,
-                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => {
-                    snapshot.redeemed = Some(item.clone())
-                }
+        for item in self.get_many_consistent(wanted).await? {
+            if lease.is_some_and(|lease| lease.is_record(&item)) {
+                snapshot.key_record = Some(item);
+                continue;
+            }
+            match attr::get_s(&item, keys::SK)? {
+                CODE_SK => snapshot.code = Some(code_from_item(&item)?),
+                STATS_SK => snapshot.count = attr::get_i64(&item, "redemption_count")?,
+                keys::CREDITS_SK => snapshot.account = account_from_item(user, &item)?,
+                FAILURES_SK => snapshot.failures = failure_buckets(Some(&item)),
+                "LOCK" => snapshot.lock = Some(item),
+                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => snapshot.redeemed = Some(item),
                 _ => {}
             }
         }
