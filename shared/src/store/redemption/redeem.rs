@@ -6,7 +6,7 @@ use super::items::*;
 use super::limiter::{failure_buckets, failures_key, FAILURES_SK};
 use super::*;
 use crate::domain::credits::Account;
-use crate::store::credits::{account_from_item, account_key, CONTENDED_BACKOFF};
+use crate::store::credits::{account_from_item, account_key, CONTENDED_BACKOFF, REPLAN_BUDGET};
 use crate::store::lock;
 
 /// The Idempotency-Key space of a user's redemptions.
@@ -178,6 +178,7 @@ impl DynamoStore {
         // Stored in the record: a record carrying it is this request's own
         // commit (its answer lost), not an earlier redemption.
         let request_id = uuid::Uuid::new_v4().to_string();
+        let started = std::time::Instant::now();
         let mut replans = 0;
         let result = loop {
             let snapshot = self
@@ -188,7 +189,10 @@ impl DynamoStore {
                 .await;
             match attempt {
                 Ok(Some(outcome)) => break Ok(outcome),
-                Ok(None) if replans + 1 < REDEEM_BACKOFF.max_attempts => {
+                Ok(None)
+                    if replans + 1 < REDEEM_BACKOFF.max_attempts
+                        && started.elapsed() < REPLAN_BUDGET =>
+                {
                     replans += 1;
                     tokio::time::sleep(REDEEM_BACKOFF.delay(replans)).await;
                 }
