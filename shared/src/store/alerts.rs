@@ -191,12 +191,6 @@ fn alert_attributes(alert: &Alert) -> Item {
     item
 }
 
-fn parse_time(item: &Item, name: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(attr::get_s(item, name)?)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::Internal(format!("stored attribute {name}: {e}")))
-}
-
 fn alert_from_item(item: &Item) -> Result<Alert, Error> {
     let corrupt = |name: &str| Error::Internal(format!("stored alert attribute {name}"));
     Ok(Alert {
@@ -209,7 +203,7 @@ fn alert_from_item(item: &Item) -> Result<Alert, Error> {
             .transpose()?,
         window_start: item
             .contains_key("window_start")
-            .then(|| parse_time(item, "window_start"))
+            .then(|| attr::get_time(item, "window_start"))
             .transpose()?,
         threshold_percent: attr::opt_n(item, "threshold_percent")
             .map(|t| t.parse().map_err(|_| corrupt("threshold_percent")))
@@ -218,14 +212,13 @@ fn alert_from_item(item: &Item) -> Result<Alert, Error> {
         usage_usd: attr::opt_usd(item, "usage_usd")?,
         balance: attr::opt_i64(item, "balance")?,
         low_balance_credits: attr::opt_i64(item, "low_balance_credits")?,
-        occurred_at: parse_time(item, "occurred_at")?,
+        occurred_at: attr::get_time(item, "occurred_at")?,
     })
 }
 
 impl DynamoStore {
     fn alert_puts(&self, alert: &Alert, order: &str) -> Result<Vec<TransactWriteItem>, Error> {
-        let build =
-            |e: aws_sdk_dynamodb::error::BuildError| Error::Internal(format!("alert put: {e}"));
+        let build = attr::build_err;
         let sk = sort_key(alert, order);
         let mut record = alert_attributes(alert);
         record.insert(keys::PK.into(), attr::s(alert_pk(&alert.alert_id)));

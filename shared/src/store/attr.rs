@@ -5,6 +5,7 @@ use crate::domain::Usd;
 use crate::error::Error;
 use crate::paging::Cursor;
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashMap;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -60,6 +61,30 @@ pub fn opt_usd(item: &Item, name: &str) -> Result<Option<Usd>, Error> {
     opt_n(item, name)
         .map(|t| Usd::parse_stored(t).map_err(|e| corrupt(name, &e.0)))
         .transpose()
+}
+
+/// A request the SDK's builder refused (a required field missing): a bug in
+/// this code, never the caller's input.
+pub fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Internal(format!("DynamoDB request: {e}"))
+}
+
+/// The store's timestamps: RFC 3339 in UTC with microseconds, fixed width,
+/// so they also sort as text (sort keys, `BETWEEN`).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A timestamp attribute, as [`timestamp`] writes it (any RFC 3339 is read).
+pub fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(get_s(item, name)?)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(name, &e.to_string()))
+}
+
+/// An optional timestamp attribute; absent reads as `None`.
+pub fn opt_time(item: &Item, name: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    opt_s(item, name).map(|_| get_time(item, name)).transpose()
 }
 
 pub fn get_bool(item: &Item, name: &str) -> Option<bool> {

@@ -34,7 +34,7 @@ use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -171,22 +171,8 @@ pub enum AdjustResult {
     Replayed(StoredResponse),
 }
 
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("credits request: {e}"))
-}
-
 pub(crate) fn account_key(user: &UserId) -> Item {
     keys::item_key(keys::user_pk(user.as_str()), keys::CREDITS_SK)
-}
-
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn parse_time(item: &Item, name: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(attr::get_s(item, name)?)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::Internal(format!("stored attribute {name}: {e}")))
 }
 
 fn get_u64(item: &Item, name: &str) -> Result<u64, Error> {
@@ -203,7 +189,7 @@ pub(crate) fn account_from_item(user: &UserId, item: &Item) -> Result<Account, E
         total: attr::get_i64(item, "total")?,
         used: attr::get_i64(item, "used")?,
         seq: get_u64(item, "seq")?,
-        updated_at: Some(parse_time(item, "updated_at")?),
+        updated_at: Some(attr::get_time(item, "updated_at")?),
     })
 }
 
@@ -226,7 +212,10 @@ fn ledger_item(entry: &LedgerEntry) -> Item {
     if let Some(reference) = &entry.reference {
         item.insert("reference".into(), attr::s(reference));
     }
-    item.insert("created_at".into(), attr::s(timestamp(entry.created_at)));
+    item.insert(
+        "created_at".into(),
+        attr::s(attr::timestamp(entry.created_at)),
+    );
     item
 }
 
@@ -244,7 +233,7 @@ fn ledger_from_item(item: &Item) -> Result<LedgerEntry, Error> {
         category: attr::get_s(item, "category")?.to_string(),
         description: attr::get_s(item, "description")?.to_string(),
         reference: attr::opt_s(item, "reference").map(str::to_string),
-        created_at: parse_time(item, "created_at")?,
+        created_at: attr::get_time(item, "created_at")?,
     })
 }
 
@@ -321,7 +310,7 @@ impl DynamoStore {
             .expression_attribute_values(":total", attr::n(after.total))
             .expression_attribute_values(":used", attr::n(after.used))
             .expression_attribute_values(":seq", attr::n(after.seq))
-            .expression_attribute_values(":now", attr::s(timestamp(now)))
+            .expression_attribute_values(":now", attr::s(attr::timestamp(now)))
             .expression_attribute_values(":free", attr::n(after.available.saturating_add(release)))
             .expression_attribute_values(":zero", attr::n(0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -344,10 +333,10 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", keys::PK)
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(vec![
             TransactWriteItem::builder()
-                .update(update.build().map_err(build_err)?)
+                .update(update.build().map_err(attr::build_err)?)
                 .build(),
             TransactWriteItem::builder().put(put).build(),
         ])
@@ -369,7 +358,7 @@ impl DynamoStore {
             None => check.expression_attribute_names("#pk", keys::PK),
         };
         Ok(TransactWriteItem::builder()
-            .condition_check(check.build().map_err(build_err)?)
+            .condition_check(check.build().map_err(attr::build_err)?)
             .build())
     }
 

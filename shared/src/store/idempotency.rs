@@ -134,10 +134,6 @@ fn key_of(pk: String) -> Item {
     keys::item_key(pk, keys::IDEMPOTENCY_SK)
 }
 
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("idempotency request: {e}"))
-}
-
 /// Reads a live record (`None` if absent, expired, or an in-progress claim
 /// past its lease, which anyone may take over) into a claim outcome.
 fn outcome_of(
@@ -209,7 +205,7 @@ impl DynamoStore {
                 "lease_until_ms".into(),
                 attr::n((now + IN_PROGRESS_EXPIRY).timestamp_millis()),
             );
-            item.insert("created_at".into(), attr::s(now.to_rfc3339()));
+            item.insert("created_at".into(), attr::s(attr::timestamp(now)));
             item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
             let put = self
                 .client()
@@ -295,12 +291,12 @@ impl DynamoStore {
             .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
             .expression_attribute_values(":rs", attr::n(response.status))
             .expression_attribute_values(":rb", attr::s(&response.body))
-            .expression_attribute_values(":now", attr::s(now.to_rfc3339()))
+            .expression_attribute_values(":now", attr::s(attr::timestamp(now)))
             .expression_attribute_values(":exp", attr::n((now + RETENTION).timestamp()))
             .expression_attribute_values(":token", attr::s(token))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -318,8 +314,8 @@ impl DynamoStore {
         item.insert("status".into(), attr::s(STATUS_COMPLETED));
         item.insert("response_status".into(), attr::n(response.status));
         item.insert("response_body".into(), attr::s(&response.body));
-        item.insert("created_at".into(), attr::s(now.to_rfc3339()));
-        item.insert("completed_at".into(), attr::s(now.to_rfc3339()));
+        item.insert("created_at".into(), attr::s(attr::timestamp(now)));
+        item.insert("completed_at".into(), attr::s(attr::timestamp(now)));
         item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
         let put = Put::builder()
             .table_name(self.table())
@@ -334,7 +330,7 @@ impl DynamoStore {
             .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -384,7 +380,7 @@ impl DynamoStore {
             .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
             .expression_attribute_values(":token", attr::s(token))
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 

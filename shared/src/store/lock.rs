@@ -71,7 +71,7 @@ impl DynamoStore {
             .expression_attribute_names("#ttl", keys::TTL)
             .expression_attribute_values(":owner", attr::s(&owner))
             .expression_attribute_values(":until", attr::n(until.timestamp_millis()))
-            .expression_attribute_values(":now", attr::s(now.to_rfc3339()))
+            .expression_attribute_values(":now", attr::s(attr::timestamp(now)))
             .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
             .expression_attribute_values(":zero", attr::n(0))
             .expression_attribute_values(":one", attr::n(1))

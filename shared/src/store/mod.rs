@@ -99,7 +99,7 @@ impl DynamoStore {
             .expression_attribute_names("#pk", keys::PK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| Error::Internal(format!("put-once request: {e}")))?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 

@@ -301,8 +301,7 @@ impl DynamoStore {
         key: HashMap<String, AttributeValue>,
         write: ItemWrite,
     ) -> Result<TransactWriteItem, Error> {
-        let bad =
-            |e: aws_sdk_dynamodb::error::BuildError| Error::Internal(format!("quota write: {e}"));
+        let bad = attr::build_err;
         let values = (!write.values.is_empty()).then_some(write.values);
         Ok(match write.update {
             Some(update) => TransactWriteItem::builder()

@@ -66,10 +66,6 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("reservation write: {e}"))
-}
-
 /// An `Idempotency-Key` for a reserve: completed in the same write as the
 /// hold, so a retry with the same key and body replays the first answer.
 #[derive(Clone, Debug)]
@@ -584,7 +580,7 @@ impl DynamoStore {
         let update = e
             .update(self.table(), quota_key(user, platform))
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -614,7 +610,7 @@ impl DynamoStore {
         let update = e
             .update(self.table(), quota_key(user, platform))
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
@@ -650,7 +646,10 @@ impl DynamoStore {
             }
         }
         let key = keys::item_key(keys::user_pk(user.as_str()), keys::CREDITS_SK);
-        let update = e.update(self.table(), key).build().map_err(build_err)?;
+        let update = e
+            .update(self.table(), key)
+            .build()
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -672,7 +671,7 @@ impl DynamoStore {
             .expression_attribute_values(":c", attr::n(credits))
             .expression_attribute_values(":zero", attr::n(0))
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -706,7 +705,7 @@ impl DynamoStore {
             update.condition_expression("#st = :pending")
         };
         Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_err)?)
+            .update(update.build().map_err(attr::build_err)?)
             .build())
     }
 
@@ -772,7 +771,10 @@ impl DynamoStore {
         }
         e.remove("#gpk, #gsk".into());
         let key = keys::item_key(reservation_pk(id.as_str()), RESERVATION_SK);
-        let update = e.update(self.table(), key).build().map_err(build_err)?;
+        let update = e
+            .update(self.table(), key)
+            .build()
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -807,7 +809,7 @@ impl DynamoStore {
             .expression_attribute_values(":now_s", attr::n(now.timestamp()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(build_err)?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }

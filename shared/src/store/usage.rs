@@ -693,10 +693,13 @@ impl DynamoStore {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
                 .build()
-                .map_err(build_err)?;
+                .map_err(attr::build_err)?;
             return Ok(TransactWriteItem::builder().condition_check(check).build());
         }
-        let update = e.update(self.table(), key).build().map_err(build_err)?;
+        let update = e
+            .update(self.table(), key)
+            .build()
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -840,10 +843,6 @@ fn consume_change(event: &UsageEvent, credits: i64) -> Change {
     Change::consume(credits, CREDITS_CATEGORY_USAGE, &description)
         .with_id(event.event_id.as_str())
         .with_reference(event.event_id.as_str())
-}
-
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("usage write: {e}"))
 }
 
 #[cfg(test)]

@@ -464,7 +464,7 @@ impl DynamoStore {
                         .expression_attribute_names("#pk", keys::PK)
                         .expression_attribute_names("#enabled", "enabled")
                         .expression_attribute_values(":enabled", AttributeValue::Bool(enabled))
-                        .expression_attribute_values(":now", attr::s(sortable(now)))
+                        .expression_attribute_values(":now", attr::s(timestamp(now)))
                         .build()
                         .map_err(build_err)?;
                     let token = uuid::Uuid::new_v4().to_string();

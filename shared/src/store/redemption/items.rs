@@ -46,12 +46,12 @@ pub(super) fn code_item(batch: &Batch, index: usize, code: &GeneratedCode) -> It
     item.insert("used_count".into(), attr::n(0));
     item.insert("enabled".into(), AttributeValue::Bool(true));
     if let Some(at) = spec.expires_at {
-        item.insert("expires_at".into(), attr::s(sortable(at)));
+        item.insert("expires_at".into(), attr::s(timestamp(at)));
         // Conditions have no now(): the redeem condition compares this with :now_ms.
         item.insert("expires_ms".into(), attr::n(at.timestamp_millis()));
     }
-    item.insert("created_at".into(), attr::s(sortable(batch.created_at)));
-    item.insert("updated_at".into(), attr::s(sortable(batch.created_at)));
+    item.insert("created_at".into(), attr::s(timestamp(batch.created_at)));
+    item.insert("updated_at".into(), attr::s(timestamp(batch.created_at)));
     item
 }
 
@@ -66,13 +66,13 @@ pub(super) fn code_from_item(item: &Item) -> Result<RedemptionCode, Error> {
         used_count: attr::get_i64(item, "used_count")?,
         enabled: attr::get_bool(item, "enabled").ok_or_else(|| corrupt("enabled"))?,
         expires_at: opt_time(item, "expires_at")?,
-        created_at: parse_time(item, "created_at")?,
-        updated_at: parse_time(item, "updated_at")?,
+        created_at: get_time(item, "created_at")?,
+        updated_at: get_time(item, "updated_at")?,
     })
 }
 
 pub(super) fn batch_sort(batch: &Batch) -> String {
-    format!("{}#{}", sortable(batch.created_at), batch.batch_id)
+    format!("{}#{}", timestamp(batch.created_at), batch.batch_id)
 }
 
 pub(super) fn batch_item(batch: &Batch, fingerprint: &str, written: usize) -> Item {
@@ -97,9 +97,9 @@ pub(super) fn batch_item(batch: &Batch, fingerprint: &str, written: usize) -> It
     insert_grant(&mut item, &spec.grant);
     item.insert("max_uses".into(), attr::n(spec.max_uses));
     if let Some(at) = spec.expires_at {
-        item.insert("expires_at".into(), attr::s(sortable(at)));
+        item.insert("expires_at".into(), attr::s(timestamp(at)));
     }
-    item.insert("created_at".into(), attr::s(sortable(batch.created_at)));
+    item.insert("created_at".into(), attr::s(timestamp(batch.created_at)));
     item.insert("created_by".into(), attr::s(&batch.created_by));
     item
 }
@@ -146,7 +146,7 @@ pub(super) fn batch_from_items(batch: &Item, codes: &[GeneratedCode]) -> Result<
             batch_name: attr::opt_s(batch, "batch_name").map(str::to_string),
         },
         codes: codes.iter().map(|c| c.display.clone()).collect(),
-        created_at: parse_time(batch, "created_at")?,
+        created_at: get_time(batch, "created_at")?,
         created_by: attr::get_s(batch, "created_by")?.to_string(),
     })
 }
@@ -162,7 +162,7 @@ pub(super) fn redemption_item(r: &Redemption) -> Item {
     );
     item.insert(
         keys::GSI1_SK.into(),
-        attr::s(format!("{}#{}", sortable(r.redeemed_at), r.code_key)),
+        attr::s(format!("{}#{}", timestamp(r.redeemed_at), r.code_key)),
     );
     item.insert("code".into(), attr::s(&r.code));
     item.insert("code_key".into(), attr::s(r.code_key.as_str()));
@@ -178,12 +178,12 @@ pub(super) fn redemption_item(r: &Redemption) -> Item {
         item.insert("unit".into(), attr::s(s.unit.as_str()));
         item.insert("quantity".into(), attr::n(s.quantity));
         if let Some(prev) = s.previous_expires_at {
-            item.insert("previous_expires_at".into(), attr::s(sortable(prev)));
+            item.insert("previous_expires_at".into(), attr::s(timestamp(prev)));
         }
-        item.insert("sub_expires_at".into(), attr::s(sortable(s.expires_at)));
+        item.insert("sub_expires_at".into(), attr::s(timestamp(s.expires_at)));
     }
     item.insert("is_new".into(), AttributeValue::Bool(r.is_new));
-    item.insert("redeemed_at".into(), attr::s(sortable(r.redeemed_at)));
+    item.insert("redeemed_at".into(), attr::s(timestamp(r.redeemed_at)));
     item
 }
 
@@ -196,7 +196,7 @@ pub(super) fn redemption_from_item(item: &Item) -> Result<Redemption, Error> {
             quantity: u32::try_from(attr::get_i64(item, "quantity")?)
                 .map_err(|_| corrupt("quantity"))?,
             previous_expires_at: opt_time(item, "previous_expires_at")?,
-            expires_at: parse_time(item, "sub_expires_at")?,
+            expires_at: get_time(item, "sub_expires_at")?,
         }),
     };
     Ok(Redemption {
@@ -209,16 +209,16 @@ pub(super) fn redemption_from_item(item: &Item) -> Result<Redemption, Error> {
         transaction_id: attr::opt_s(item, "transaction_id").map(str::to_string),
         subscription,
         is_new: attr::get_bool(item, "is_new").unwrap_or(false),
-        redeemed_at: parse_time(item, "redeemed_at")?,
+        redeemed_at: get_time(item, "redeemed_at")?,
     })
 }
 
 pub(super) fn subscription_from_item(item: &Item) -> Result<Subscription, Error> {
     Ok(Subscription {
         plan_id: PlanId::parse(attr::get_s(item, "plan_id")?)?,
-        expires_at: parse_time(item, "expires_at")?,
+        expires_at: get_time(item, "expires_at")?,
         version: attr::get_i64(item, "version")?,
-        created_at: parse_time(item, "created_at")?,
-        updated_at: parse_time(item, "updated_at")?,
+        created_at: get_time(item, "created_at")?,
+        updated_at: get_time(item, "updated_at")?,
     })
 }

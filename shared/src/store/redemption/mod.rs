@@ -26,7 +26,7 @@ mod redeem;
 pub use catalogue::{CodeFilter, CreatedBatch};
 pub use redeem::{RedeemOutcome, RedeemRequest};
 
-use super::attr::{self, Item};
+use super::attr::{self, build_err, get_time, opt_time, timestamp, Item};
 use super::credits::{CommitError, CreditTxn};
 use super::idempotency::{Claim, Fingerprint, Lease, StoredResponse};
 use super::list::{bad_cursor, item_key, start_key, Filter, ListQuery, MAX_LIST_QUERIES};
@@ -48,7 +48,7 @@ use crate::paging::{Cursor, Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration as StdDuration;
 
@@ -96,27 +96,6 @@ fn sub_sk(plan: &PlanId) -> String {
 
 fn code_key_item(key: &CodeKey) -> Item {
     keys::item_key(code_pk(key), CODE_SK)
-}
-
-/// Sortable, fixed-width text for keys.
-fn sortable(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn parse_time(item: &Item, name: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(attr::get_s(item, name)?)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::Internal(format!("stored attribute {name}: {e}")))
-}
-
-fn opt_time(item: &Item, name: &str) -> Result<Option<DateTime<Utc>>, Error> {
-    attr::opt_s(item, name)
-        .map(|_| parse_time(item, name))
-        .transpose()
-}
-
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("redemption request: {e}"))
 }
 
 fn corrupt(what: &str) -> Error {

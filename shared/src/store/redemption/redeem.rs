@@ -498,7 +498,7 @@ impl DynamoStore {
                 .expression_attribute_values(":one", attr::n(1))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
-                .expression_attribute_values(":now", attr::s(sortable(now)))
+                .expression_attribute_values(":now", attr::s(timestamp(now)))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -549,7 +549,7 @@ impl DynamoStore {
             )
             .expression_attribute_names("#count", "redemption_count")
             .expression_attribute_values(":next", attr::n(read + 1))
-            .expression_attribute_values(":now", attr::s(sortable(now)));
+            .expression_attribute_values(":now", attr::s(timestamp(now)));
         let update = if read == 0 {
             update
                 .condition_expression("attribute_not_exists(#pk)")
@@ -576,14 +576,14 @@ impl DynamoStore {
                 let mut item = key;
                 item.insert("plan_id".into(), attr::s(change.plan_id.as_str()));
                 item.insert("user_id".into(), attr::s(user.as_str()));
-                item.insert("expires_at".into(), attr::s(sortable(change.expires_at)));
+                item.insert("expires_at".into(), attr::s(timestamp(change.expires_at)));
                 item.insert(
                     "expires_ms".into(),
                     attr::n(change.expires_at.timestamp_millis()),
                 );
                 item.insert("version".into(), attr::n(1));
-                item.insert("created_at".into(), attr::s(sortable(now)));
-                item.insert("updated_at".into(), attr::s(sortable(now)));
+                item.insert("created_at".into(), attr::s(timestamp(now)));
+                item.insert("updated_at".into(), attr::s(timestamp(now)));
                 put_action(
                     Put::builder()
                         .table_name(self.table())
@@ -604,14 +604,14 @@ impl DynamoStore {
                     )
                     .condition_expression("#version = :read")
                     .expression_attribute_names("#version", "version")
-                    .expression_attribute_values(":exp", attr::s(sortable(change.expires_at)))
+                    .expression_attribute_values(":exp", attr::s(timestamp(change.expires_at)))
                     .expression_attribute_values(
                         ":exp_ms",
                         attr::n(change.expires_at.timestamp_millis()),
                     )
                     .expression_attribute_values(":next", attr::n(sub.version + 1))
                     .expression_attribute_values(":read", attr::n(sub.version))
-                    .expression_attribute_values(":now", attr::s(sortable(now)))
+                    .expression_attribute_values(":now", attr::s(timestamp(now)))
                     .build()
                     .map_err(build_err)?,
             ),
