@@ -34,6 +34,7 @@ use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
+use chrono::{DateTime, Utc};
 
 use std::future::Future;
 use std::time::Duration;
@@ -161,6 +162,15 @@ fn lost_race(
     Err(CommitError::Store(Error::StoreUnavailable(format!(
         "credit write cancelled: {reasons:?}"
     ))))
+}
+
+/// One admin adjustment being applied: who asks what of whom, under which key.
+#[derive(Clone, Copy)]
+struct Adjusting<'a> {
+    user: &'a UserId,
+    request: &'a AdjustRequest,
+    actor: &'a Actor,
+    lease: Option<&'a Lease>,
 }
 
 /// Outcome of an admin adjustment in mode `apply`.
@@ -601,52 +611,17 @@ impl DynamoStore {
             }
             None => None,
         };
+        let adjusting = Adjusting {
+            user,
+            request,
+            actor,
+            lease,
+        };
         let mut previous = 0;
         let committed = self
             .commit_credits_from(user, read, &CONTENDED_BACKOFF, |account| {
-                let now = clock.now();
                 previous = account.available;
-                let plan = AdjustPlan::new(account, by, request.force)?;
-                let applied = plan
-                    .change(&request.reason, request.force)
-                    .map(|change| account.apply(&change, now))
-                    .transpose()?;
-                let transaction_id = applied.as_ref().map(|a| a.entry.id.clone());
-                let audit = AuditEntry::new(
-                    actor,
-                    ADMIN_ADJUST_CREDITS,
-                    Some(user),
-                    audit_details(
-                        request,
-                        plan.previous,
-                        Some(&plan),
-                        transaction_id.as_deref(),
-                        None,
-                    ),
-                    now,
-                );
-                let outcome = AdjustOutcome {
-                    account: applied
-                        .as_ref()
-                        .map_or_else(|| account.clone(), |a| a.after.clone()),
-                    plan,
-                    force: request.force,
-                    transaction_id,
-                    audit_id: audit.id.clone(),
-                };
-                let mut extra = vec![self.audit_put(&audit)?];
-                if let Some(lease) = lease {
-                    let response = StoredResponse {
-                        status: 200,
-                        body: outcome.response().to_string(),
-                    };
-                    extra.push(self.idempotency_complete_action(lease, &response, now)?);
-                }
-                Ok(CreditTxn {
-                    applied,
-                    extra,
-                    output: outcome,
-                })
+                self.plan_adjustment(&adjusting, by, account, clock.now())
             })
             .await;
         let err = match committed {
@@ -669,13 +644,91 @@ impl DynamoStore {
             }
             Err(CommitError::Refused(err)) | Err(CommitError::Store(err)) => err,
         };
+        self.after_refused_adjustment(&adjusting, previous, &err, clock.now())
+            .await;
+        Err(err)
+    }
+
+    /// One adjustment's transaction against `account`: its ledger change
+    /// (none for 0), its audit entry and, with a key, the completed record.
+    fn plan_adjustment(
+        &self,
+        adjusting: &Adjusting<'_>,
+        by: AdjustBy,
+        account: &Account,
+        now: DateTime<Utc>,
+    ) -> Result<CreditTxn<AdjustOutcome>, Error> {
+        let Adjusting {
+            user,
+            request,
+            actor,
+            lease,
+        } = *adjusting;
+        let plan = AdjustPlan::new(account, by, request.force)?;
+        let applied = plan
+            .change(&request.reason, request.force)
+            .map(|change| account.apply(&change, now))
+            .transpose()?;
+        let transaction_id = applied.as_ref().map(|a| a.entry.id.clone());
+        let audit = AuditEntry::new(
+            actor,
+            ADMIN_ADJUST_CREDITS,
+            Some(user),
+            audit_details(
+                request,
+                plan.previous,
+                Some(&plan),
+                transaction_id.as_deref(),
+                None,
+            ),
+            now,
+        );
+        let outcome = AdjustOutcome {
+            account: applied
+                .as_ref()
+                .map_or_else(|| account.clone(), |a| a.after.clone()),
+            plan,
+            force: request.force,
+            transaction_id,
+            audit_id: audit.id.clone(),
+        };
+        let mut extra = vec![self.audit_put(&audit)?];
+        if let Some(lease) = lease {
+            let response = StoredResponse {
+                status: 200,
+                body: outcome.response().to_string(),
+            };
+            extra.push(self.idempotency_complete_action(lease, &response, now)?);
+        }
+        Ok(CreditTxn {
+            applied,
+            extra,
+            output: outcome,
+        })
+    }
+
+    /// After an adjustment wrote nothing: a refused deduction leaves its
+    /// audit entry (`success: false`), and a claimed key is given up.
+    async fn after_refused_adjustment(
+        &self,
+        adjusting: &Adjusting<'_>,
+        previous: i64,
+        err: &Error,
+        now: DateTime<Utc>,
+    ) {
+        let Adjusting {
+            user,
+            request,
+            actor,
+            lease,
+        } = *adjusting;
         if matches!(err, Error::InsufficientCredits(_)) {
             let entry = AuditEntry::new(
                 actor,
                 ADMIN_ADJUST_CREDITS,
                 Some(user),
-                audit_details(request, previous, None, None, Some(&err)),
-                clock.now(),
+                audit_details(request, previous, None, None, Some(err)),
+                now,
             )
             .failed();
             if let Err(e) = self.record_audit(&entry).await {
@@ -687,7 +740,6 @@ impl DynamoStore {
                 tracing::warn!(error = %e, "could not release an idempotency key; it expires on its own");
             }
         }
-        Err(err)
     }
 }
 

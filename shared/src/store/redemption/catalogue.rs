@@ -115,6 +115,20 @@ impl Walk {
     }
 }
 
+/// `spec.count` fresh codes, distinct within the batch (one transaction may
+/// not touch an item twice).
+fn draw_codes(spec: &BatchSpec, rng: &mut impl rand::RngCore) -> Vec<GeneratedCode> {
+    let mut seen = HashSet::new();
+    let mut codes: Vec<GeneratedCode> = Vec::with_capacity(spec.count);
+    while codes.len() < spec.count {
+        let code = generate_code(spec.prefix.as_ref(), rng);
+        if seen.insert(code.key.clone()) {
+            codes.push(code);
+        }
+    }
+    codes
+}
+
 /// The result of a batch creation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreatedBatch {
@@ -142,15 +156,7 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<CreatedBatch, Error> {
         let mut rng = rand::rngs::OsRng;
-        // Distinct within the batch: one transaction may not touch an item twice.
-        let mut seen = HashSet::new();
-        let mut codes: Vec<GeneratedCode> = Vec::with_capacity(spec.count);
-        while codes.len() < spec.count {
-            let code = generate_code(spec.prefix.as_ref(), &mut rng);
-            if seen.insert(code.key.clone()) {
-                codes.push(code);
-            }
-        }
+        let mut codes = draw_codes(&spec, &mut rng);
         let audit = AuditEntry::new(
             actor,
             ADMIN_CREATE_REDEMPTION_CODES,
@@ -169,31 +175,7 @@ impl DynamoStore {
         for attempt in 1..=backoff.max_attempts {
             batch.codes = codes.iter().map(|c| c.display.clone()).collect();
             let first = codes.len().min(FIRST_CHUNK);
-            let mut actions = vec![
-                put_action(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(batch_item(&batch, fingerprint, first)))
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", keys::PK)
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        )
-                        .build()
-                        .map_err(build_err)?,
-                ),
-                put_action(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(plan_item(&batch.batch_id, &codes)))
-                        .build()
-                        .map_err(build_err)?,
-                ),
-                self.audit_put(&audit)?,
-            ];
-            for (i, code) in codes.iter().enumerate().take(first) {
-                actions.push(self.code_put(&batch, i, code)?);
-            }
+            let actions = self.first_chunk(&batch, &codes, first, fingerprint, &audit)?;
             let token = uuid::Uuid::new_v4().to_string();
             match self
                 .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
@@ -256,6 +238,45 @@ impl DynamoStore {
         ))
     }
 
+    /// The first transaction of a batch: the batch (`attribute_not_exists`,
+    /// `ALL_OLD`: a retry meets the stored one), its plan, the audit entry and
+    /// the first `first` codes.
+    fn first_chunk(
+        &self,
+        batch: &Batch,
+        codes: &[GeneratedCode],
+        first: usize,
+        fingerprint: &str,
+        audit: &AuditEntry,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
+        let mut actions = vec![
+            put_action(
+                Put::builder()
+                    .table_name(self.table())
+                    .set_item(Some(batch_item(batch, fingerprint, first)))
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", keys::PK)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            put_action(
+                Put::builder()
+                    .table_name(self.table())
+                    .set_item(Some(plan_item(&batch.batch_id, codes)))
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            self.audit_put(audit)?,
+        ];
+        for (i, code) in codes.iter().enumerate().take(first) {
+            actions.push(self.code_put(batch, i, code)?);
+        }
+        Ok(actions)
+    }
+
     fn code_put(
         &self,
         batch: &Batch,
@@ -304,6 +325,50 @@ impl DynamoStore {
         codes_from_plan(&plan.ok_or_else(|| corrupt("batch without plan"))?)
     }
 
+    /// A chunk after the first: codes `written..end`, the batch's progress
+    /// moved from `written` (its condition, `ALL_OLD`), and the plan rewritten
+    /// if a collision changed it.
+    fn next_chunk(
+        &self,
+        batch_id: &BatchId,
+        batch: &Batch,
+        codes: &[GeneratedCode],
+        (written, end): (usize, usize),
+        fingerprint: &str,
+        plan_changed: bool,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
+        let progress = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(keys::item_key(batch_pk(batch_id), BATCH_SK)))
+            .update_expression("SET #written = :new, #complete = :complete")
+            .condition_expression("#written = :old AND #fp = :fp")
+            .expression_attribute_names("#written", "written")
+            .expression_attribute_names("#complete", "complete")
+            .expression_attribute_names("#fp", "fingerprint")
+            .expression_attribute_values(":new", attr::n(end))
+            .expression_attribute_values(":old", attr::n(written))
+            .expression_attribute_values(":fp", attr::s(fingerprint))
+            .expression_attribute_values(":complete", AttributeValue::Bool(end == codes.len()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut actions = vec![update_action(progress.build().map_err(build_err)?)];
+        for (i, code) in codes.iter().enumerate().take(end).skip(written) {
+            actions.push(self.code_put(batch, i, code)?);
+        }
+        if plan_changed {
+            actions.push(update_action(
+                Update::builder()
+                    .table_name(self.table())
+                    .set_key(Some(keys::item_key(batch_pk(batch_id), PLAN_SK)))
+                    .update_expression("SET #codes = :codes")
+                    .expression_attribute_names("#codes", "codes")
+                    .expression_attribute_values(":codes", codes_attr(codes))
+                    .build()
+                    .map_err(build_err)?,
+            ));
+        }
+        Ok(actions)
+    }
+
     /// Writes the codes from `written` on, chunk by chunk; each chunk commits
     /// with the batch's progress counter, so concurrent resumers never write a
     /// chunk twice and a crash loses no more than the chunk in flight.
@@ -322,37 +387,14 @@ impl DynamoStore {
         let mut rng = rand::rngs::OsRng;
         while written < codes.len() {
             let end = (written + CHUNK).min(codes.len());
-            let progress = Update::builder()
-                .table_name(self.table())
-                .set_key(Some(keys::item_key(batch_pk(batch_id), BATCH_SK)))
-                .update_expression("SET #written = :new, #complete = :complete")
-                .condition_expression("#written = :old AND #fp = :fp")
-                .expression_attribute_names("#written", "written")
-                .expression_attribute_names("#complete", "complete")
-                .expression_attribute_names("#fp", "fingerprint")
-                .expression_attribute_values(":new", attr::n(end))
-                .expression_attribute_values(":old", attr::n(written))
-                .expression_attribute_values(":fp", attr::s(fingerprint))
-                .expression_attribute_values(":complete", AttributeValue::Bool(end == codes.len()))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let mut actions = vec![update_action(progress.build().map_err(build_err)?)];
-            for (i, code) in codes.iter().enumerate().take(end).skip(written) {
-                actions.push(self.code_put(batch, i, code)?);
-            }
-            if plan_changed {
-                actions.push(update_action(
-                    Update::builder()
-                        .table_name(self.table())
-                        .set_key(Some(keys::item_key(batch_pk(batch_id), PLAN_SK)))
-                        .update_expression("SET #codes = :codes")
-                        .expression_attribute_names("#codes", "codes")
-                        .expression_attribute_values(":codes", codes_attr(&codes))
-                        .build()
-                        .map_err(build_err)?,
-                ));
-            }
+            let actions = self.next_chunk(
+                batch_id,
+                batch,
+                &codes,
+                (written, end),
+                fingerprint,
+                plan_changed,
+            )?;
             // A chunk whose send stayed open is 503: a retry with the same
             // Idempotency-Key resumes from the batch's progress counter.
             let token = uuid::Uuid::new_v4().to_string();
