@@ -381,3 +381,34 @@ async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
         .keys()
         .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
 }
+
+/// A redemption stalled between its read and its write (as a crashed one
+/// would be) holds nothing: the same user's next redemption goes through at
+/// once, and when the stalled one's transaction finally arrives, it fails on
+/// the user's counter, re-reads and commits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redemption_blocks_nothing() {
+    let Some((env, proxy)) = TestEnv::with_faults(manual_clock()).await else {
+        return;
+    };
+    let env = std::sync::Arc::new(env);
+    let (first, second) = (one_code(&env, 10, 5).await, one_code(&env, 20, 5).await);
+    let from = proxy.seen(TWI).len();
+    proxy.inject(TWI, &[Fault::Hold]);
+    let stalled = {
+        let (env, code) = (env.clone(), first.clone());
+        tokio::spawn(async move { redeem(&env, "erin", Some("k-1"), &code).await })
+    };
+    while proxy.seen(TWI).len() == from {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let next = redeem(&env, "erin", Some("k-2"), &second).await;
+    next.assert_status(201);
+    assert_eq!(next.body["is_new"], true);
+    proxy.release();
+    let late = stalled.await.unwrap();
+    late.assert_status(201);
+    assert_eq!(late.body["is_new"], false, "planned again after the other");
+    assert_eq!(env.available("erin").await, 30);
+    assert_eq!(env.full_ledger("erin").await.len(), 2);
+}
