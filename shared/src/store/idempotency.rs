@@ -484,4 +484,33 @@ mod tests {
             "expired reads as absent"
         );
     }
+
+    #[test]
+    fn a_claim_past_its_lease_is_free_and_an_unclaimed_key_answers_from_its_record() {
+        let fp = Fingerprint::of("POST", "/x", b"{}");
+        let now = Utc::now();
+        let lease = Lease::unclaimed("adjust:admin", "k", &fp).unwrap();
+        assert!(!lease.is_claimed());
+        assert_eq!(lease.answer(None, now).unwrap(), None, "absent: free");
+        let mut item = lease.record_key();
+        assert!(lease.is_record(&item));
+        item.insert("fingerprint".into(), attr::s(fp.as_str()));
+        item.insert("status".into(), attr::s(STATUS_IN_PROGRESS));
+        item.insert(keys::TTL.into(), attr::n(now.timestamp() + 100));
+        item.insert(
+            "lease_until_ms".into(),
+            attr::n(now.timestamp_millis() + 1_000),
+        );
+        assert!(matches!(
+            lease.answer(Some(&item), now),
+            Err(Error::IdempotencyKeyInUse)
+        ));
+        item.insert("lease_until_ms".into(), attr::n(now.timestamp_millis()));
+        assert_eq!(
+            lease.answer(Some(&item), now).unwrap(),
+            None,
+            "a claim whose owner stopped renewing it may be taken over"
+        );
+        assert!(Lease::unclaimed("a#b", "k", &fp).is_err());
+    }
 }

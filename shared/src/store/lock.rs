@@ -6,6 +6,10 @@
 //! multi-step work into a clean "in progress" answer instead of a race that the
 //! conditions then settle. A holder that dies leaves a lease that anyone may
 //! take over once it has expired.
+//!
+//! Redemption no longer takes one (its one transaction's conditions are its
+//! lease); it still reads `LOCK#redeem:{user}:{code}` with its other items
+//! and answers 409 `redemption_in_progress` while another holder's lease runs.
 
 use super::attr::{self, Item};
 use super::{keys, txn, unavailable, DynamoStore};

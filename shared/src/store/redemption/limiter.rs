@@ -74,3 +74,21 @@ impl DynamoStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_the_minute_attributes() {
+        let mut item = failures_key(&UserId::parse("alice").unwrap());
+        item.insert("m29000000".into(), attr::n(3));
+        item.insert("m29000059".into(), attr::n(1));
+        item.insert(keys::TTL.into(), attr::n(1));
+        item.insert("minute".into(), attr::s("not a bucket"));
+        let mut buckets = failure_buckets(Some(&item));
+        buckets.sort_unstable();
+        assert_eq!(buckets, vec![(29_000_000, 3), (29_000_059, 1)]);
+        assert!(failure_buckets(None).is_empty());
+    }
+}
