@@ -112,6 +112,40 @@ impl Lease {
     }
 }
 
+/// A record of `lease`'s key in `status`, kept for [`RETENTION`] from `now`.
+fn record_item(lease: &Lease, status: &str, now: DateTime<Utc>) -> Item {
+    let mut item = key_of(lease.pk());
+    item.insert("scope".into(), attr::s(&lease.scope));
+    item.insert("idempotency_key".into(), attr::s(&lease.key));
+    item.insert("fingerprint".into(), attr::s(lease.fingerprint.as_str()));
+    item.insert("status".into(), attr::s(status));
+    item.insert("created_at".into(), attr::s(attr::timestamp(now)));
+    item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
+    item
+}
+
+/// Names of [`FREE_CONDITION`].
+fn free_names() -> std::collections::HashMap<String, String> {
+    [
+        ("#pk", keys::PK),
+        ("#exp", keys::TTL),
+        ("#status", "status"),
+        ("#lease", "lease_until_ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Values of [`FREE_CONDITION`] at `now`.
+fn free_values(now: DateTime<Utc>) -> Item {
+    Item::from([
+        (":now_s".to_string(), attr::n(now.timestamp())),
+        (":now_ms".to_string(), attr::n(now.timestamp_millis())),
+        (":in_progress".to_string(), attr::s(STATUS_IN_PROGRESS)),
+    ])
+}
+
 fn check_scope(scope: &str) -> Result<(), Error> {
     if scope.contains('#') {
         return Err(Error::Internal(format!(
@@ -195,31 +229,20 @@ impl DynamoStore {
             token: Some(token.clone()),
         };
         for _ in 0..3 {
-            let mut item = key_of(lease.pk());
-            item.insert("scope".into(), attr::s(scope));
-            item.insert("idempotency_key".into(), attr::s(key));
-            item.insert("fingerprint".into(), attr::s(fingerprint.as_str()));
-            item.insert("status".into(), attr::s(STATUS_IN_PROGRESS));
+            let mut item = record_item(&lease, STATUS_IN_PROGRESS, now);
             item.insert("token".into(), attr::s(&token));
             item.insert(
                 "lease_until_ms".into(),
                 attr::n((now + IN_PROGRESS_EXPIRY).timestamp_millis()),
             );
-            item.insert("created_at".into(), attr::s(attr::timestamp(now)));
-            item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
             let put = self
                 .client()
                 .put_item()
                 .table_name(self.table())
                 .set_item(Some(item))
                 .condition_expression(FREE_CONDITION)
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#exp", keys::TTL)
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#lease", "lease_until_ms")
-                .expression_attribute_values(":now_s", attr::n(now.timestamp()))
-                .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
-                .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+                .set_expression_attribute_names(Some(free_names()))
+                .set_expression_attribute_values(Some(free_values(now)))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -307,27 +330,16 @@ impl DynamoStore {
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, Error> {
-        let mut item = key_of(lease.pk());
-        item.insert("scope".into(), attr::s(&lease.scope));
-        item.insert("idempotency_key".into(), attr::s(&lease.key));
-        item.insert("fingerprint".into(), attr::s(lease.fingerprint.as_str()));
-        item.insert("status".into(), attr::s(STATUS_COMPLETED));
+        let mut item = record_item(lease, STATUS_COMPLETED, now);
         item.insert("response_status".into(), attr::n(response.status));
         item.insert("response_body".into(), attr::s(&response.body));
-        item.insert("created_at".into(), attr::s(attr::timestamp(now)));
         item.insert("completed_at".into(), attr::s(attr::timestamp(now)));
-        item.insert(keys::TTL.into(), attr::n((now + RETENTION).timestamp()));
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
             .condition_expression(FREE_CONDITION)
-            .expression_attribute_names("#pk", keys::PK)
-            .expression_attribute_names("#exp", keys::TTL)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#lease", "lease_until_ms")
-            .expression_attribute_values(":now_s", attr::n(now.timestamp()))
-            .expression_attribute_values(":now_ms", attr::n(now.timestamp_millis()))
-            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
+            .set_expression_attribute_names(Some(free_names()))
+            .set_expression_attribute_values(Some(free_values(now)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(attr::build_err)?;
