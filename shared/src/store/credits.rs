@@ -37,7 +37,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Retries for a contended account. Hot accounts (many concurrent usage debits)
 /// lose many races, so this allows more attempts than the default while staying
@@ -396,16 +396,19 @@ impl DynamoStore {
         F: FnMut(&Account) -> Result<CreditTxn<T>, Error> + Send,
         T: Send,
     {
-        self.commit_credits_from(user, None, backoff, plan).await
+        self.commit_credits_from(user, None, Instant::now(), backoff, plan)
+            .await
     }
 
     /// [`Self::commit_credits`] planning first against `read`, the account as
     /// the caller just read it (strongly consistent, e.g. in one
-    /// `BatchGetItem` with its own items); `None` reads it here.
+    /// `BatchGetItem` with its own items); `None` reads it here. Re-planning
+    /// stops [`REPLAN_BUDGET`] after `began`, when the operation started.
     pub async fn commit_credits_from<T, F>(
         &self,
         user: &UserId,
         read: Option<Account>,
+        began: Instant,
         backoff: &Backoff,
         mut plan: F,
     ) -> Result<T, CommitError>
@@ -420,7 +423,6 @@ impl DynamoStore {
                 .await
                 .map_err(CommitError::Store)?,
         };
-        let started = std::time::Instant::now();
         for attempt in 1..=backoff.max_attempts {
             let replans = u64::from(attempt - 1);
             let (reasons, head) = match self.commit_planned(user, &account, &mut plan).await {
@@ -441,7 +443,7 @@ impl DynamoStore {
                     return Err(err);
                 }
             };
-            if attempt >= backoff.max_attempts || started.elapsed() >= REPLAN_BUDGET {
+            if attempt >= backoff.max_attempts || began.elapsed() >= REPLAN_BUDGET {
                 self.stats().record_replans(replans);
                 break;
             }
@@ -596,6 +598,7 @@ impl DynamoStore {
                 ))
             }
         };
+        let began = Instant::now();
         // An unclaimed key is read with the account, in one request: a
         // completed key answers from here, nothing written.
         let read = match lease.filter(|lease| !lease.is_claimed()) {
@@ -619,7 +622,7 @@ impl DynamoStore {
         };
         let mut previous = 0;
         let committed = self
-            .commit_credits_from(user, read, &CONTENDED_BACKOFF, |account| {
+            .commit_credits_from(user, read, began, &CONTENDED_BACKOFF, |account| {
                 previous = account.available;
                 self.plan_adjustment(&adjusting, by, account, clock.now())
             })

@@ -185,7 +185,14 @@ impl DynamoStore {
                 .redeem_snapshot(&request, lease.as_ref(), honour_lock)
                 .await?;
             let attempt = self
-                .redeem_attempt(&request, &snapshot, &request_id, lease.as_ref(), clock)
+                .redeem_attempt(
+                    &request,
+                    &snapshot,
+                    &request_id,
+                    lease.as_ref(),
+                    clock,
+                    started,
+                )
                 .await;
             match attempt {
                 Ok(Some(outcome)) => break Ok(outcome),
@@ -229,6 +236,7 @@ impl DynamoStore {
         request_id: &str,
         lease: Option<&Lease>,
         clock: &Clock,
+        began: std::time::Instant,
     ) -> Result<Option<RedeemOutcome>, Error> {
         if let Some(answer) = answer_from_reads(snapshot, request_id, lease, clock.now())? {
             return Ok(Some(answer));
@@ -257,6 +265,7 @@ impl DynamoStore {
             .commit_credits_from(
                 request.user,
                 Some(snapshot.account.clone()),
+                began,
                 &CONTENDED_BACKOFF,
                 |account| {
                     let (txn, planned) = self.plan_redemption(&plan, account, clock.now())?;
