@@ -412,3 +412,58 @@ async fn a_stalled_redemption_blocks_nothing() {
     assert_eq!(env.available("erin").await, 30);
     assert_eq!(env.full_ledger("erin").await.len(), 2);
 }
+
+/// An adjustment stalled between its read and its write holds nothing: the
+/// next adjustment of the account goes through at once, and the stalled one,
+/// when its transaction arrives, fails on the `seq` it read, re-plans against
+/// the account as it is now and applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_adjust_blocks_nothing_and_applies_once() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    let env = std::sync::Arc::new(env);
+    proxy.inject(TWI, &[Fault::Hold]);
+    let stalled = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            adjust(
+                &env,
+                "alice",
+                Some("k-1"),
+                &json!({"delta": 5, "reason": "a"}),
+            )
+            .await
+        })
+    };
+    while proxy.seen(TWI).is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let next = adjust(
+        &env,
+        "alice",
+        Some("k-2"),
+        &json!({"delta": 7, "reason": "b"}),
+    )
+    .await;
+    next.assert_status(200);
+    assert_eq!(next.body["current"], 7);
+    proxy.release();
+    let late = stalled.await.unwrap();
+    late.assert_status(200);
+    assert_eq!(
+        late.body["current"], 12,
+        "planned again on the moved account"
+    );
+    let replay = adjust(
+        &env,
+        "alice",
+        Some("k-1"),
+        &json!({"delta": 5, "reason": "a"}),
+    )
+    .await;
+    assert_eq!(replay.headers.get(REPLAYED).unwrap(), "true");
+    assert_eq!(replay.body, late.body);
+    assert_eq!(env.available("alice").await, 12);
+    assert_eq!(env.full_ledger("alice").await.len(), 2);
+}
