@@ -10,7 +10,6 @@ use crate::domain::UserId;
 use crate::error::Error;
 use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use chrono::{DateTime, SecondsFormat, Utc};
 use std::future::Future;
 
 pub const AUDIT_PK: &str = "AUDIT";
@@ -46,7 +45,7 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", keys::PK)
             .build()
-            .map_err(|e| Error::Internal(format!("audit put: {e}")))?;
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }
@@ -101,13 +100,7 @@ impl AuditStore for DynamoStore {
 }
 
 fn sort_key(entry: &AuditEntry) -> String {
-    format!(
-        "{}#{}",
-        entry
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true),
-        entry.id
-    )
+    format!("{}#{}", attr::timestamp(entry.created_at), entry.id)
 }
 
 fn audit_item(entry: &AuditEntry) -> Result<Item, Error> {
@@ -136,19 +129,13 @@ fn audit_item(entry: &AuditEntry) -> Result<Item, Error> {
     );
     item.insert(
         "created_at".into(),
-        attr::s(
-            entry
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        ),
+        attr::s(attr::timestamp(entry.created_at)),
     );
     Ok(item)
 }
 
 fn audit_from_item(item: &Item) -> Result<AuditEntry, Error> {
-    let created_at = DateTime::parse_from_rfc3339(attr::get_s(item, "created_at")?)
-        .map_err(|e| Error::Internal(format!("audit created_at: {e}")))?
-        .with_timezone(&Utc);
+    let created_at = attr::get_time(item, "created_at")?;
     Ok(AuditEntry {
         id: attr::get_s(item, "id")?.to_string(),
         actor: attr::get_s(item, "actor")?.to_string(),

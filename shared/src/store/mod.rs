@@ -221,7 +221,7 @@ impl DynamoStore {
                 .set_keys(Some(wanted))
                 .consistent_read(true)
                 .build()
-                .map_err(|e| Error::Internal(format!("batch read: {e}")))?,
+                .map_err(attr::build_err)?,
         );
         let mut found = Vec::new();
         let backoff = txn::Backoff::default();

@@ -427,7 +427,7 @@ impl DynamoStore {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(values)
             .build()
-            .map_err(|e| Error::Internal(format!("quota defaults write: {e}")))?;
+            .map_err(attr::build_err)?;
         let before = current.as_ref().and_then(|(d, _)| scope.visible(d));
         let entry = AuditEntry::new(
             actor,

@@ -887,11 +887,7 @@ pub(crate) fn reservation_from_item(
     item: &Item,
     platforms: &Platforms,
 ) -> Result<Reservation, Error> {
-    let time = |name: &str| -> Result<DateTime<Utc>, Error> {
-        DateTime::parse_from_rfc3339(attr::get_s(item, name)?)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| Error::Internal(format!("stored {name}: {e}")))
-    };
+    let time = |name: &str| attr::get_time(item, name);
     let mut starts = [0; 3];
     for (slot, kind) in starts.iter_mut().zip(WindowKind::ALL) {
         *slot = attr::get_i64(item, &window_attr(kind, "hold_start"))?;
