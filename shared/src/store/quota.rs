@@ -35,7 +35,7 @@ use crate::domain::quota::{
 use crate::domain::{AuthSource, Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -415,10 +415,7 @@ impl DynamoStore {
             "version".into(),
             attr::n(current.as_ref().map_or(0, |(_, v)| *v) + 1),
         );
-        item.insert(
-            "updated_at".into(),
-            attr::s(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        );
+        item.insert("updated_at".into(), attr::s(attr::timestamp(now)));
         item.insert("updated_by".into(), attr::s(&actor.id));
         let put = Put::builder()
             .table_name(self.table())
