@@ -79,6 +79,7 @@ pub struct DynamoStore {
     table: Arc<str>,
     stats: Arc<RequestStats>,
     open_outcomes: Arc<txn::OpenOutcomes>,
+    retries: Arc<txn::RetryStats>,
 }
 
 impl DynamoStore {
@@ -173,6 +174,7 @@ impl DynamoStore {
             table: table.into(),
             stats,
             open_outcomes,
+            retries: Arc::default(),
         }
     }
 
@@ -183,6 +185,7 @@ impl DynamoStore {
             table: table.into(),
             stats: Arc::new(RequestStats::default()),
             open_outcomes: self.open_outcomes.clone(),
+            retries: Arc::default(),
         }
     }
 

@@ -32,6 +32,7 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use rand::Rng;
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -121,6 +122,11 @@ pub enum Settled {
 }
 
 impl CancelReason {
+    /// Another transaction held one of the items.
+    pub fn is_conflict(&self) -> bool {
+        self.code.as_deref() == Some("TransactionConflict")
+    }
+
     /// Reasons that only say "another transaction was in the way" (or the
     /// action was not the cause): nothing to decode, re-plan after a pause.
     pub fn is_transient_or_none(&self) -> bool {
@@ -282,10 +288,25 @@ impl DynamoStore {
         consumed_capacity: bool,
         backoff: &Backoff,
     ) -> Result<Settled, Error> {
+        self.transact_settled_counted(actions, token, consumed_capacity, backoff)
+            .await
+            .0
+    }
+
+    /// [`Self::transact_settled`], also saying how many requests it sent
+    /// (each one up to the SDK's attempts).
+    pub async fn transact_settled_counted(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        token: &str,
+        consumed_capacity: bool,
+        backoff: &Backoff,
+    ) -> (Result<Settled, Error>, u32) {
         let mut after_unknown = false;
         let mut send = 0;
         loop {
             send += 1;
+            self.retries.sent();
             let mut request = self
                 .client()
                 .transact_write_items()
@@ -297,24 +318,25 @@ impl DynamoStore {
             let sent = request.send().await;
             after_unknown |= self.open_outcomes.take(token);
             let failure = match sent {
-                Ok(out) => return Ok(Settled::Committed(out)),
+                Ok(out) => return (Ok(Settled::Committed(out)), send),
                 Err(err) => classify(err),
             };
-            match failure {
+            let outcome = match failure {
                 SendFailure::Cancelled(reasons) => {
-                    return Ok(Settled::Cancelled {
+                    if reasons.iter().any(CancelReason::is_conflict) {
+                        self.retries.conflict_seen();
+                    }
+                    Ok(Settled::Cancelled {
                         reasons,
                         after_unknown,
                     })
                 }
-                SendFailure::Fatal(text) if after_unknown => {
-                    return Err(Error::StoreUnavailable(format!(
-                        "the write's outcome is unknown (an earlier send may have applied it): {text}"
-                    )))
-                }
-                SendFailure::Fatal(text) => return Err(Error::StoreUnavailable(text)),
+                SendFailure::Fatal(text) if after_unknown => Err(Error::StoreUnavailable(format!(
+                    "the write's outcome is unknown (an earlier send may have applied it): {text}"
+                ))),
+                SendFailure::Fatal(text) => Err(Error::StoreUnavailable(text)),
                 SendFailure::Resend(text) if send >= backoff.max_attempts => {
-                    return Err(Error::StoreUnavailable(if after_unknown {
+                    Err(Error::StoreUnavailable(if after_unknown {
                         format!(
                             "the write's outcome is unknown (it may have been applied); \
                              retry the request with the same Idempotency-Key: {text}"
@@ -323,8 +345,69 @@ impl DynamoStore {
                         format!("the write was throttled; retry the request: {text}")
                     }))
                 }
-                SendFailure::Resend(_) => tokio::time::sleep(backoff.delay(send)).await,
-            }
+                SendFailure::Resend(_) => {
+                    tokio::time::sleep(backoff.delay(send)).await;
+                    continue;
+                }
+            };
+            return (outcome, send);
+        }
+    }
+
+    /// What the retry layer counted on this store's sends.
+    pub fn retry_stats(&self) -> &RetryStats {
+        &self.retries
+    }
+}
+
+/// What the retry layer saw, counted on one store (its clones share it):
+/// transactions sent (each up to the SDK's attempts), cancellations by a
+/// conflicting transaction, and re-plans after a cancellation. Functions
+/// running in Lambda emit them per invocation ([`crate::metrics::retries`]).
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    sends: AtomicU64,
+    conflicts: AtomicU64,
+    replans: AtomicU64,
+}
+
+/// A reading of [`RetryStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetryCounts {
+    pub sends: u64,
+    pub conflicts: u64,
+    pub replans: u64,
+}
+
+impl RetryStats {
+    fn sent(&self) {
+        self.sends.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn conflict_seen(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A cancelled write is planned again (after a failed condition or a
+    /// conflicting transaction).
+    pub fn replanned(&self) {
+        self.replans.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> RetryCounts {
+        RetryCounts {
+            sends: self.sends.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            replans: self.replans.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The counts since the last call (what one invocation added), zeroing them.
+    pub fn take(&self) -> RetryCounts {
+        RetryCounts {
+            sends: self.sends.swap(0, Ordering::Relaxed),
+            conflicts: self.conflicts.swap(0, Ordering::Relaxed),
+            replans: self.replans.swap(0, Ordering::Relaxed),
         }
     }
 }

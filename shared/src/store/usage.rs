@@ -27,7 +27,7 @@ use super::attr::{self, Item};
 use super::credits::{CreditStore, CREDIT_BACKOFF};
 use super::quota::window_attr;
 use super::reservations::{hold_of_item, Expr, WindowNames};
-use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, DynamoStore};
 use crate::domain::credits::{Account, Applied, Change};
 use crate::domain::reservation::{settle_releases, Hold, ReservationId, Status};
@@ -37,8 +37,9 @@ use crate::domain::usage::{
 };
 use crate::domain::{Platform, UserId, WindowKind};
 use crate::error::Error;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -179,11 +180,12 @@ struct Group<'a> {
     platform: &'a Platform,
     events: Vec<&'a UsageEvent>,
     fingerprints: Vec<String>,
-    /// Credits of the group's one event, if it carries any.
-    credits: Option<i64>,
     /// The reservation the group's one event settles, if it names one.
     reservation: Option<&'a ReservationId>,
 }
+
+/// Per event of a group: which record holds its id, or why that is unknown.
+type Outcome = Option<Result<Recorded, Arc<Error>>>;
 
 /// What one user's writes know about the items they share: the window starts
 /// of each quota item and the credit account, as last seen or written. Only a
@@ -210,6 +212,39 @@ impl<'a> Known<'a> {
     }
 }
 
+/// One group's write across its attempts: what is left to write and what
+/// the failed attempts taught.
+struct WriteState {
+    /// Events (indexes into the group) not resolved yet.
+    pending: Vec<usize>,
+    /// The credit account the next attempt plans against (as read, returned by
+    /// a failed condition, or left by the user's previous write).
+    account: Option<Account>,
+    settle: Settle,
+    /// Attempts, and the bounds each failed attempt counts against.
+    rounds: u32,
+    transient: u32,
+    replans: u32,
+    contended: u32,
+}
+
+/// One attempt, planned: its actions and where each part sits in them.
+struct Planned {
+    actions: Vec<TransactWriteItem>,
+    token: String,
+    plan: UsagePlan,
+    /// The quota item's starts the plan assumed.
+    starts: Option<StoredStarts>,
+    /// The `consume` entries, consecutive, of the events with credits.
+    chain: Vec<Applied>,
+    /// Index of the quota action (the records come first, one per pending event).
+    quota_at: usize,
+    /// Index of the account update (its ledger puts follow), with credits.
+    account_at: Option<usize>,
+    /// Index of the reservation's update, when the event settles one.
+    settle_at: Option<usize>,
+}
+
 impl DynamoStore {
     /// One user's writes, one after another; what a write learns about the
     /// quota item and the credit account seeds the next write.
@@ -231,19 +266,18 @@ impl DynamoStore {
                 user: &first.user_id,
                 platform: &first.platform,
                 fingerprints: group_events.iter().map(|e| e.fingerprint()).collect(),
-                credits: first.credits,
                 reservation: first.reservation_id.as_ref(),
                 events: group_events,
             };
-            let mut resolved = vec![None; write.len()];
+            let mut outcomes: Vec<Outcome> = vec![None; write.len()];
             let error = self
-                .record_group(&group, ctx, &mut known, &mut resolved, &mut stats)
+                .record_group(&group, ctx, &mut known, &mut outcomes, &mut stats)
                 .await
                 .err()
                 .map(Arc::new);
-            for (k, &i) in write.iter().enumerate() {
-                let result = match (&resolved[k], &error) {
-                    (Some(r), _) => Ok(r.clone()),
+            for (outcome, &i) in outcomes.into_iter().zip(write) {
+                let result = match (outcome, &error) {
+                    (Some(r), _) => r,
                     (None, Some(e)) => Err(e.clone()),
                     (None, None) => Err(Arc::new(Error::Internal(
                         "usage write ended without an outcome".into(),
@@ -255,279 +289,360 @@ impl DynamoStore {
         (out, stats)
     }
 
-    /// Writes one group until every event is recorded (by this write or an
-    /// earlier one): fills `resolved` with the record found or created per
-    /// event; an error leaves the rest unresolved (nothing written for them).
+    /// Writes one group until every event is resolved: recorded (by this
+    /// write or an earlier one), or refused on its own (a debit the account
+    /// cannot hold). An error leaves the rest unresolved (nothing written for
+    /// them). Each round plans, sends through the one settled-send path, and
+    /// learns from a cancellation.
     async fn record_group<'a>(
         &self,
         group: &Group<'a>,
         ctx: &IngestContext,
         known: &mut Known<'a>,
-        resolved: &mut [Option<Recorded>],
+        outcomes: &mut [Outcome],
         stats: &mut WriteStats,
     ) -> Result<(), Error> {
-        let n = group.events.len();
-        if (group.credits.is_some() || group.reservation.is_some()) && n != 1 {
+        if group.reservation.is_some() && group.events.len() != 1 {
             return Err(Error::Internal(
-                "an event with credits is written on its own".into(),
+                "an event settling a reservation is written on its own".into(),
             ));
         }
-        let mut pending: Vec<usize> = (0..n).collect();
-        // Each attempt resolves an event or counts against one of these bounds.
-        let (mut rounds, mut transient, mut replans, mut contended) = (0u32, 0u32, 0u32, 0u32);
-        // The account as this user's last write left it saves the read; the
-        // seq condition catches any other writer in between.
-        let mut account = match group.credits {
-            Some(_) => known.account.take(),
-            None => None,
-        };
-        // The reservation the event settles, as its id describes it: the write
-        // is conditioned on the record agreeing, so no read is needed.
-        let mut settle = match group.reservation.and_then(ReservationId::hint) {
-            Some(hint) => Settle::Pending {
-                hold: Hold::from_hint(&hint, ctx.tz),
-                expired: false,
-            },
-            None => Settle::Plain,
+        let mut state = WriteState {
+            pending: (0..group.events.len()).collect(),
+            account: None,
+            settle: Settle::from_id(group.reservation, ctx.tz),
+            rounds: 0,
+            transient: 0,
+            replans: 0,
+            contended: 0,
         };
         loop {
-            if pending.is_empty() {
-                // Every event was recorded before: the account read still holds.
-                if account.is_some() {
-                    known.account = account;
-                }
-                return Ok(());
-            }
             // Between attempts only: every attempt sent has a known outcome.
-            if ctx.out_of_time(std::time::Duration::ZERO) {
+            if !state.pending.is_empty() && ctx.out_of_time(std::time::Duration::ZERO) {
                 return Err(out_of_time());
             }
-            rounds += 1;
-            let events: Vec<&UsageEvent> = pending.iter().map(|&i| group.events[i]).collect();
-            let starts = known.starts(group.platform);
-            let plan = UsagePlan::new(&events, ctx.tz, ctx.processed_at, starts.as_ref())?;
-            let mut actions = Vec::with_capacity(pending.len() + 3);
-            for &i in &pending {
-                actions.push(self.event_record_put(
-                    group.events[i],
-                    &group.fingerprints[i],
-                    ctx,
-                )?);
-            }
-            let release = match &settle {
-                Settle::Pending { hold, .. } => {
-                    Some((settle_releases(&plan, hold, starts.as_ref()), *hold))
+            let Some(planned) = self
+                .plan_write(group, ctx, known, &mut state, outcomes, stats)
+                .await?
+            else {
+                // Nothing left to write; the account read still holds.
+                if state.account.is_some() {
+                    known.account = state.account;
                 }
-                Settle::Plain => None,
+                return Ok(());
             };
-            actions.push(self.quota_usage_action(
-                group.user,
-                group.platform,
-                &plan,
-                release.as_ref(),
-            )?);
-            let held_credits = match &settle {
-                Settle::Pending { hold, .. } => hold.credits,
-                Settle::Plain => 0,
-            };
-            let applied = match group.credits {
-                None => None,
-                Some(credits) => {
-                    let read = match account.take() {
-                        Some(a) => a,
-                        None => {
-                            stats.requests += 1;
-                            self.credit_account(group.user).await?
-                        }
-                    };
-                    let applied =
-                        read.apply(&consume_change(events[0], credits), ctx.processed_at)?;
-                    actions.extend(self.ledger_actions_releasing(&applied, held_credits)?);
-                    account = Some(read);
-                    Some(applied)
-                }
-            };
-            // After the event's own actions: the reservation's way out of
-            // pending, and (without credits of its own) the credit hold's release.
-            let settle_at = actions.len();
-            if let (Settle::Pending { hold, expired }, Some(id)) = (&settle, group.reservation) {
-                actions.push(self.settle_update(
-                    id,
-                    hold,
-                    events[0],
-                    *expired,
-                    ctx.processed_at,
-                )?);
-                if applied.is_none() && hold.credits > 0 {
-                    actions.push(self.credit_release_update(group.user, hold.credits)?);
-                }
-            }
-            let token = write_token(
-                self.table(),
-                group,
-                &pending,
-                &plan,
-                applied.as_ref(),
-                ctx,
-                (rounds, transient),
-                &settle,
-            );
-            stats.requests += 1;
             stats.transactions += 1;
-            let sent = self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .client_request_token(token)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
+            let (sent, sends) = self
+                .transact_settled_counted(
+                    planned.actions.clone(),
+                    &planned.token,
+                    true,
+                    &SETTLE_BACKOFF,
+                )
                 .await;
-            let reasons = match sent {
-                Ok(out) => {
-                    let units: f64 = out
-                        .consumed_capacity()
-                        .iter()
-                        .filter_map(|c| c.capacity_units())
-                        .sum();
-                    self.stats().add_write_units(units);
-                    // Capacity is a metric: tenths are exact for DynamoDB's 0.5 steps.
-                    stats.write_units_tenths += (units * 10.0).round() as u64;
-                    for &i in &pending {
-                        resolved[i] = Some(Recorded {
-                            fingerprint: group.fingerprints[i].clone(),
-                            applied_now: true,
-                        });
-                    }
-                    known.set_starts(group.platform, plan.starts_after(starts.as_ref()));
-                    if let Some(applied) = applied {
-                        known.account = Some(applied.after);
-                    }
+            stats.requests += u64::from(sends);
+            match sent? {
+                Settled::Committed(out) => {
+                    self.committed(group, known, &state, &planned, &out, outcomes, stats);
                     return Ok(());
                 }
-                Err(e) => match TxnFailure::from_sdk(e) {
-                    TxnFailure::Unavailable(e) => return Err(e),
-                    TxnFailure::Transient(_) => Vec::new(),
-                    TxnFailure::Cancelled(reasons) => reasons,
-                },
-            };
-            let failed = |k: usize| {
-                reasons
-                    .get(k)
-                    .is_some_and(CancelReason::is_condition_failed)
-            };
-            let mut progressed = false;
-            // Records that exist: the event was applied before (or its id taken).
-            let mut still = Vec::with_capacity(pending.len());
-            for (k, &i) in pending.iter().enumerate() {
-                if !failed(k) {
-                    still.push(i);
-                    continue;
+                Settled::Cancelled { reasons, .. } => {
+                    self.retry_stats().replanned();
+                    self.learn(
+                        group, ctx, known, &mut state, &planned, &reasons, outcomes, stats,
+                    )
+                    .await?;
                 }
-                let stored = match reasons[k]
-                    .item
-                    .as_ref()
-                    .and_then(|it| attr::opt_s(it, FINGERPRINT))
-                {
-                    Some(fp) => Some(fp.to_string()),
-                    // An engine that does not return ALL_OLD: read the record.
-                    None => {
-                        stats.requests += 1;
-                        self.event_record_fingerprint(group.events[i]).await?
-                    }
-                };
-                match stored {
-                    Some(fingerprint) => {
-                        resolved[i] = Some(Recorded {
-                            fingerprint,
-                            applied_now: false,
-                        });
-                        progressed = true;
-                    }
-                    None => still.push(i),
-                }
-            }
-            let quota = pending.len();
-            pending = still;
-            if failed(quota) {
-                progressed = true;
-                replans += 1;
-                if replans > MAX_REPLANS {
-                    return Err(Error::Conflict(
-                        "the quota item's windows kept moving; retry later".into(),
-                    ));
-                }
-                let learned = match reasons[quota].item.as_ref() {
-                    Some(item) => starts_from_item(item)?,
-                    // No item came back: there is none, unless this plan already
-                    // assumed that (an engine without ALL_OLD); then read it.
-                    None if starts != Some([None; 3]) => [None; 3],
-                    None => {
-                        stats.requests += 1;
-                        self.quota_starts(group.user, group.platform).await?
-                    }
-                };
-                known.set_starts(group.platform, learned);
-            }
-            if group.credits.is_some() {
-                // After the quota action: the account update, then the ledger put.
-                if failed(quota + 1) {
-                    // Another write moved the account on. The failed condition
-                    // returned it: retry at once with it. A hot account loses
-                    // repeatedly; then pause (jittered) and read it fresh, as
-                    // the returned state is stale once others wrote meanwhile.
-                    progressed = true;
-                    contended += 1;
-                    if contended >= CREDIT_BACKOFF.max_attempts {
-                        return Err(Error::Conflict(format!(
-                            "the credit account of {} is busy; retry later",
-                            group.user
-                        )));
-                    }
-                    account = None;
-                    if contended <= IMMEDIATE_ACCOUNT_RETRIES {
-                        account = reasons[quota + 1]
-                            .item
-                            .as_ref()
-                            .and_then(|item| account_from_all_old(group.user, item));
-                    } else {
-                        pause(ctx, CREDIT_BACKOFF.delay(contended)).await?;
-                    }
-                } else if failed(quota + 2) {
-                    return Err(Error::Internal(format!(
-                        "a ledger entry of {} exists past the account's seq",
-                        group.user
-                    )));
-                }
-            }
-            if matches!(settle, Settle::Pending { .. }) && failed(settle_at) {
-                // The record is not as the id said: settle as it is, or apply
-                // the event as a plain one (voided, expired, settled, unknown,
-                // another user's).
-                progressed = true;
-                replans += 1;
-                if replans > MAX_REPLANS {
-                    return Err(Error::Conflict(
-                        "the reservation kept changing; retry later".into(),
-                    ));
-                }
-                settle = reasons[settle_at]
-                    .item
-                    .as_ref()
-                    .map_or(Settle::Plain, |item| {
-                        Settle::learned(item, group, ctx.processed_at)
-                    });
-            }
-            if !progressed {
-                // Conflict with another transaction or throttling: back off.
-                transient += 1;
-                if transient >= ctx.backoff.max_attempts {
-                    return Err(Error::Conflict(
-                        "the usage write stayed contended; retry later".into(),
-                    ));
-                }
-                pause(ctx, ctx.backoff.delay(transient)).await?;
             }
         }
+    }
+
+    /// Plans the next attempt for the pending events: the account (read once
+    /// if nothing is known) and the `consume` chain of the events with
+    /// credits, the quota plan, the settlement, the actions and the token.
+    /// `None` once nothing is left to write.
+    async fn plan_write(
+        &self,
+        group: &Group<'_>,
+        ctx: &IngestContext,
+        known: &mut Known<'_>,
+        state: &mut WriteState,
+        outcomes: &mut [Outcome],
+        stats: &mut WriteStats,
+    ) -> Result<Option<Planned>, Error> {
+        let chain = self
+            .consume_chain(group, ctx, known, state, outcomes, stats)
+            .await?;
+        if state.pending.is_empty() {
+            return Ok(None);
+        }
+        state.rounds += 1;
+        let events: Vec<&UsageEvent> = state.pending.iter().map(|&i| group.events[i]).collect();
+        let starts = known.starts(group.platform);
+        let plan = UsagePlan::new(&events, ctx.tz, ctx.processed_at, starts.as_ref())?;
+        let mut actions = Vec::with_capacity(state.pending.len() * 2 + 3);
+        for &i in &state.pending {
+            actions.push(self.event_record_put(group.events[i], &group.fingerprints[i], ctx)?);
+        }
+        let (release, held_credits) = match &state.settle {
+            Settle::Pending { hold, .. } => (
+                Some((settle_releases(&plan, hold, starts.as_ref()), *hold)),
+                hold.credits,
+            ),
+            Settle::Plain => (None, 0),
+        };
+        let quota_at = actions.len();
+        actions.push(self.quota_usage_action(
+            group.user,
+            group.platform,
+            &plan,
+            release.as_ref(),
+        )?);
+        let account_at = match chain.is_empty() {
+            true => None,
+            false => {
+                let at = actions.len();
+                actions.extend(self.ledger_chain_actions(&chain, held_credits)?);
+                Some(at)
+            }
+        };
+        // After the events' own actions: the reservation's way out of pending,
+        // and (without credits of its own) the credit hold's release.
+        let mut settle_at = None;
+        if let (Settle::Pending { hold, expired }, Some(id)) = (&state.settle, group.reservation) {
+            settle_at = Some(actions.len());
+            actions.push(self.settle_update(id, hold, events[0], *expired, ctx.processed_at)?);
+            if chain.is_empty() && hold.credits > 0 {
+                actions.push(self.credit_release_update(group.user, hold.credits)?);
+            }
+        }
+        let token = write_token(self.table(), group, state, &plan, &chain, ctx);
+        Ok(Some(Planned {
+            actions,
+            token,
+            plan,
+            starts,
+            chain,
+            quota_at,
+            account_at,
+            settle_at,
+        }))
+    }
+
+    /// The `consume` entries of the pending events with credits, one after
+    /// another from the account as known (read if unknown): consecutive
+    /// `seq`s, each `balance_before` the previous `balance_after`. Usage may
+    /// take the balance below zero; an event whose debit the account cannot
+    /// hold at all (64-bit overflow) is refused alone and left out.
+    async fn consume_chain(
+        &self,
+        group: &Group<'_>,
+        ctx: &IngestContext,
+        known: &mut Known<'_>,
+        state: &mut WriteState,
+        outcomes: &mut [Outcome],
+        stats: &mut WriteStats,
+    ) -> Result<Vec<Applied>, Error> {
+        let with_credits = |i: &usize| group.events[*i].credits.is_some();
+        if !state.pending.iter().any(with_credits) {
+            return Ok(Vec::new());
+        }
+        let read = match state.account.take().or_else(|| known.account.take()) {
+            Some(account) => account,
+            None => {
+                stats.requests += 1;
+                self.credit_account(group.user).await?
+            }
+        };
+        let mut chain: Vec<Applied> = Vec::new();
+        let mut refused = Vec::new();
+        for &i in &state.pending {
+            let (event, Some(credits)) = (group.events[i], group.events[i].credits) else {
+                continue;
+            };
+            let from = chain.last().map_or(&read, |a| &a.after);
+            match from.apply(&consume_change(event, credits), ctx.processed_at) {
+                Ok(applied) => chain.push(applied),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        for (i, e) in refused {
+            state.pending.retain(|&p| p != i);
+            outcomes[i] = Some(Err(Arc::new(e)));
+        }
+        state.account = Some(read);
+        Ok(chain)
+    }
+
+    /// A committed write: every event it carried is recorded by it, and what
+    /// it left seeds the user's next write.
+    #[allow(clippy::too_many_arguments)]
+    fn committed<'a>(
+        &self,
+        group: &Group<'a>,
+        known: &mut Known<'a>,
+        state: &WriteState,
+        planned: &Planned,
+        out: &TransactWriteItemsOutput,
+        outcomes: &mut [Outcome],
+        stats: &mut WriteStats,
+    ) {
+        let units: f64 = out
+            .consumed_capacity()
+            .iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
+        self.stats().add_write_units(units);
+        // Capacity is a metric: tenths are exact for DynamoDB's 0.5 steps.
+        stats.write_units_tenths += (units * 10.0).round() as u64;
+        for &i in &state.pending {
+            outcomes[i] = Some(Ok(Recorded {
+                fingerprint: group.fingerprints[i].clone(),
+                applied_now: true,
+            }));
+        }
+        known.set_starts(
+            group.platform,
+            planned.plan.starts_after(planned.starts.as_ref()),
+        );
+        known.account = match planned.chain.last() {
+            Some(last) => Some(last.after.clone()),
+            None => state.account.clone(),
+        };
+    }
+
+    /// A cancelled write (nothing written): records that exist resolve their
+    /// events, a moved quota item, account or reservation re-plans from what
+    /// the failed condition returned, and a conflict with another transaction
+    /// pauses (jittered) before the next round.
+    #[allow(clippy::too_many_arguments)]
+    async fn learn<'a>(
+        &self,
+        group: &Group<'a>,
+        ctx: &IngestContext,
+        known: &mut Known<'a>,
+        state: &mut WriteState,
+        planned: &Planned,
+        reasons: &[CancelReason],
+        outcomes: &mut [Outcome],
+        stats: &mut WriteStats,
+    ) -> Result<(), Error> {
+        let failed = |k: usize| {
+            reasons
+                .get(k)
+                .is_some_and(CancelReason::is_condition_failed)
+        };
+        let mut progressed = self
+            .resolve_existing_records(group, state, &failed, reasons, outcomes, stats)
+            .await?;
+        if failed(planned.quota_at) {
+            progressed = true;
+            self.learn_quota(group, known, state, planned, reasons, stats)
+                .await?;
+        }
+        if let Some(at) = planned.account_at {
+            if failed(at) {
+                progressed = true;
+                learn_account(group, ctx, state, &reasons[at]).await?;
+            } else if (at + 1..=at + planned.chain.len()).any(failed) {
+                return Err(Error::Internal(format!(
+                    "a ledger entry of {} exists past the account's seq",
+                    group.user
+                )));
+            }
+        }
+        if let Some(at) = planned.settle_at.filter(|&at| failed(at)) {
+            // The record is not as the id said: settle as it is, or apply the
+            // event as a plain one (voided, expired, settled, unknown, another
+            // user's).
+            progressed = true;
+            replanned(state, "the reservation kept changing; retry later")?;
+            state.settle = reasons[at].item.as_ref().map_or(Settle::Plain, |item| {
+                Settle::learned(item, group, ctx.processed_at)
+            });
+        }
+        if !progressed {
+            // Conflict with another transaction: back off.
+            state.transient += 1;
+            if state.transient >= ctx.backoff.max_attempts {
+                return Err(Error::Conflict(
+                    "the usage write stayed contended; retry later".into(),
+                ));
+            }
+            pause(ctx, ctx.backoff.delay(state.transient)).await?;
+        }
+        Ok(())
+    }
+
+    /// Events whose record put failed: the record exists (applied before, or
+    /// the id taken by another payload). Returns whether any was resolved.
+    async fn resolve_existing_records(
+        &self,
+        group: &Group<'_>,
+        state: &mut WriteState,
+        failed: &impl Fn(usize) -> bool,
+        reasons: &[CancelReason],
+        outcomes: &mut [Outcome],
+        stats: &mut WriteStats,
+    ) -> Result<bool, Error> {
+        let mut progressed = false;
+        let mut still = Vec::with_capacity(state.pending.len());
+        for (k, &i) in state.pending.iter().enumerate() {
+            if !failed(k) {
+                still.push(i);
+                continue;
+            }
+            let stored = match reasons[k]
+                .item
+                .as_ref()
+                .and_then(|it| attr::opt_s(it, FINGERPRINT))
+            {
+                Some(fp) => Some(fp.to_string()),
+                // An engine that does not return ALL_OLD: read the record.
+                None => {
+                    stats.requests += 1;
+                    self.event_record_fingerprint(group.events[i]).await?
+                }
+            };
+            match stored {
+                Some(fingerprint) => {
+                    outcomes[i] = Some(Ok(Recorded {
+                        fingerprint,
+                        applied_now: false,
+                    }));
+                    progressed = true;
+                }
+                None => still.push(i),
+            }
+        }
+        state.pending = still;
+        Ok(progressed)
+    }
+
+    /// The quota item's windows were not as planned: learn them from the
+    /// failed condition (or, on an engine without `ALL_OLD`, read them).
+    async fn learn_quota<'a>(
+        &self,
+        group: &Group<'a>,
+        known: &mut Known<'a>,
+        state: &mut WriteState,
+        planned: &Planned,
+        reasons: &[CancelReason],
+        stats: &mut WriteStats,
+    ) -> Result<(), Error> {
+        replanned(state, "the quota item's windows kept moving; retry later")?;
+        let learned = match reasons[planned.quota_at].item.as_ref() {
+            Some(item) => starts_from_item(item)?,
+            // No item came back: there is none, unless this plan already
+            // assumed that (an engine without ALL_OLD); then read it.
+            None if planned.starts != Some([None; 3]) => [None; 3],
+            None => {
+                stats.requests += 1;
+                self.quota_starts(group.user, group.platform).await?
+            }
+        };
+        known.set_starts(group.platform, learned);
+        Ok(())
     }
 
     fn event_record_put(
@@ -739,6 +854,18 @@ pub(crate) enum Settle {
 }
 
 impl Settle {
+    /// The reservation an event settles, as its id describes it: the write is
+    /// conditioned on the record agreeing, so no read is needed.
+    fn from_id(id: Option<&ReservationId>, tz: Tz) -> Self {
+        match id.and_then(ReservationId::hint) {
+            Some(hint) => Settle::Pending {
+                hold: Hold::from_hint(&hint, tz),
+                expired: false,
+            },
+            None => Settle::Plain,
+        }
+    }
+
     /// From the record a failed settle condition returned.
     fn learned(item: &Item, group: &Group<'_>, now: DateTime<Utc>) -> Self {
         match hold_of_item(item) {
@@ -753,6 +880,44 @@ impl Settle {
             _ => Settle::Plain,
         }
     }
+}
+
+/// Another writer moved the account on. The failed condition returned it:
+/// retry at once with it. A hot account loses repeatedly; then pause
+/// (jittered) and read it fresh, as the returned state is stale once others
+/// wrote meanwhile.
+async fn learn_account(
+    group: &Group<'_>,
+    ctx: &IngestContext,
+    state: &mut WriteState,
+    reason: &CancelReason,
+) -> Result<(), Error> {
+    state.contended += 1;
+    if state.contended >= CREDIT_BACKOFF.max_attempts {
+        return Err(Error::Conflict(format!(
+            "the credit account of {} is busy; retry later",
+            group.user
+        )));
+    }
+    state.account = None;
+    if state.contended <= IMMEDIATE_ACCOUNT_RETRIES {
+        state.account = reason
+            .item
+            .as_ref()
+            .and_then(|item| account_from_all_old(group.user, item));
+    } else {
+        pause(ctx, CREDIT_BACKOFF.delay(state.contended)).await?;
+    }
+    Ok(())
+}
+
+/// Counts a re-plan after a failed condition; too many is a 409.
+fn replanned(state: &mut WriteState, exhausted: &str) -> Result<(), Error> {
+    state.replans += 1;
+    if state.replans > MAX_REPLANS {
+        return Err(Error::Conflict(exhausted.into()));
+    }
+    Ok(())
 }
 
 /// Sleeps before a retry, unless the retry would start past the deadline.
@@ -786,40 +951,42 @@ fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
 /// the very same write within 10 minutes is answered from the cache and
 /// changes nothing: the first one applied it. Exactly-once itself rests on the
 /// record's `attribute_not_exists` condition, not on the token.
-#[allow(clippy::too_many_arguments)]
 fn write_token(
     table: &str,
     group: &Group<'_>,
-    pending: &[usize],
+    state: &WriteState,
     plan: &UsagePlan,
-    applied: Option<&Applied>,
+    chain: &[Applied],
     ctx: &IngestContext,
-    (rounds, transient): (u32, u32),
-    settle: &Settle,
 ) -> String {
     let mut text = format!(
-        "usage-write/v1\n{table}\n{}\n{}\n{}\n{rounds}.{transient}\n",
+        "usage-write/v1\n{table}\n{}\n{}\n{}\n{}.{}\n",
         group.user,
         group.platform,
         ctx.processed_at.timestamp_micros(),
+        state.rounds,
+        state.transient,
     );
-    for &i in pending {
+    for &i in &state.pending {
         text.push_str(group.events[i].event_id.as_str());
         text.push('=');
         text.push_str(&group.fingerprints[i]);
         text.push('\n');
     }
     text.push_str(&plan.describe());
-    if let Settle::Pending { hold, expired } = settle {
+    if let Settle::Pending { hold, expired } = &state.settle {
         text.push_str(&format!("\nsettle:{hold:?}:{expired}"));
     }
-    if let Some(a) = applied {
-        // The debit is computed from the account as read: its state is content.
-        let b = &a.before;
+    if let Some(first) = chain.first() {
+        // The debits are computed from the account as read: its state is content.
+        let b = &first.before;
         text.push_str(&format!(
-            "\ncredits:{}:{}:{}:{}:{}",
-            b.seq, b.available, b.total, b.used, a.entry.amount
+            "\ncredits:{}:{}:{}:{}",
+            b.seq, b.available, b.total, b.used
         ));
+        for a in chain {
+            text.push_str(&format!(":{}", a.entry.amount));
+        }
     }
     uuid::Uuid::new_v5(&TOKEN_NAMESPACE, text.as_bytes()).to_string()
 }
@@ -885,9 +1052,19 @@ mod tests {
                 user: &events[0].user_id,
                 platform: &events[0].platform,
                 fingerprints: events.iter().map(|e| e.fingerprint()).collect(),
-                credits: None,
                 reservation: None,
                 events,
+            }
+        }
+        fn state(pending: &[usize], (rounds, transient): (u32, u32)) -> WriteState {
+            WriteState {
+                pending: pending.to_vec(),
+                account: None,
+                settle: Settle::Plain,
+                rounds,
+                transient,
+                replans: 0,
+                contended: 0,
             }
         }
         let ctx = IngestContext {
@@ -899,7 +1076,7 @@ mod tests {
         let g = group(vec![&a, &b]);
         let plan = UsagePlan::new(&[&a, &b], Tz::UTC, now, None).unwrap();
         let token = |pending: &[usize], plan: &UsagePlan, attempt| {
-            write_token("t", &g, pending, plan, None, &ctx, attempt, &Settle::Plain)
+            write_token("t", &g, &state(pending, attempt), plan, &[], &ctx)
         };
         let first = token(&[0, 1], &plan, (1, 0));
         assert_eq!(first.len(), 36);
@@ -913,13 +1090,23 @@ mod tests {
         assert_ne!(first, token(&[0, 1], &restart, (1, 0)));
         let b2 = parse("b", "2.5");
         let g2 = group(vec![&a, &b2]);
+        let s = state(&[0, 1], (1, 0));
+        assert_ne!(first, write_token("t", &g2, &s, &plan, &[], &ctx));
+        assert_ne!(first, write_token("t2", &g, &s, &plan, &[], &ctx));
+        // The debits and the account they start from are content too.
+        let account = Account::empty(UserId::parse("u").unwrap());
+        let one = account
+            .apply(&Change::consume(1, "usage", "x"), now)
+            .unwrap();
+        let two = one
+            .after
+            .apply(&Change::consume(2, "usage", "x"), now)
+            .unwrap();
+        let with_one = write_token("t", &g, &s, &plan, std::slice::from_ref(&one), &ctx);
+        assert_ne!(first, with_one);
         assert_ne!(
-            first,
-            write_token("t", &g2, &[0, 1], &plan, None, &ctx, (1, 0), &Settle::Plain)
-        );
-        assert_ne!(
-            first,
-            write_token("t2", &g, &[0, 1], &plan, None, &ctx, (1, 0), &Settle::Plain)
+            with_one,
+            write_token("t", &g, &s, &plan, &[one.clone(), two], &ctx)
         );
     }
 
