@@ -15,6 +15,20 @@
 //! answers with the first send's success for 10 minutes) until it settles, and
 //! never lets a caller re-plan (fresh read, new token) while the outcome is
 //! open: that would apply the change a second time.
+//!
+//! One retry layer, three roles that do not overlap:
+//! - the SDK's standard retry (`AWS_MAX_ATTEMPTS` attempts, default 3; mode
+//!   `AWS_RETRY_MODE`) retries throttling, `TransactionInProgressException`,
+//!   5xx, timeouts and dropped connections, resending the identical request;
+//! - [`DynamoStore::transact_settled`] resends only a transaction whose
+//!   outcome is still open after the SDK gave up (at most
+//!   [`SETTLE_BACKOFF`]`.max_attempts` requests); a throttled write with
+//!   nothing open is 503 at once;
+//! - the callers' loops re-plan only after a cancellation: a failed condition
+//!   (learned from `ALL_OLD`) or a conflicting transaction (after a jittered
+//!   pause), each within its own bound.
+//!
+//! [`RetryStats`] counts what this layer saw (sends, conflicts, re-plans).
 
 use super::attr::Item;
 use super::DynamoStore;
@@ -140,8 +154,8 @@ impl CancelReason {
 }
 
 /// Identical resends of one transaction whose outcome is open (each send is
-/// itself up to 3 SDK attempts with the SDK's own backoff), kept well inside
-/// the functions' 10 s timeout.
+/// itself up to `AWS_MAX_ATTEMPTS`, default 3, SDK attempts with the SDK's own
+/// backoff), kept well inside the functions' 10 s timeout.
 pub const SETTLE_BACKOFF: Backoff = Backoff {
     max_attempts: 3,
     base: Duration::from_millis(50),
@@ -275,12 +289,14 @@ fn classify(err: SdkError<TransactWriteItemsError>) -> SendFailure {
 
 impl DynamoStore {
     /// Sends `actions` as one `TransactWriteItems` under `token` until its
-    /// outcome is known: committed, or cancelled (nothing written). Throttling,
-    /// `TransactionInProgressException`, 5xx, timeouts and dropped connections
-    /// leave it open; the identical request is then resent with the same
-    /// token (at most `backoff.max_attempts` sends), which DynamoDB answers
-    /// with the first send's outcome if that one committed. If it never
-    /// settles: 503 `store_unavailable`, outcome unknown, never a re-plan.
+    /// outcome is known: committed, or cancelled (nothing written). The SDK
+    /// retries throttling, `TransactionInProgressException`, 5xx, timeouts and
+    /// dropped connections itself. When an attempt left the outcome open (no
+    /// answer, or a 5xx) and the SDK gave up, the identical request is resent
+    /// with the same token (at most `backoff.max_attempts` requests), which
+    /// DynamoDB answers with the first send's outcome if that one committed.
+    /// If it never settles: 503 `store_unavailable`, outcome unknown, never a
+    /// re-plan. Throttled with nothing open: 503 at once.
     pub async fn transact_settled(
         &self,
         actions: Vec<TransactWriteItem>,
@@ -335,15 +351,16 @@ impl DynamoStore {
                     "the write's outcome is unknown (an earlier send may have applied it): {text}"
                 ))),
                 SendFailure::Fatal(text) => Err(Error::StoreUnavailable(text)),
+                // Throttled with nothing open: the SDK's attempts were the
+                // retries; the caller's client (or SQS) tries again later.
+                SendFailure::Resend(text) if !after_unknown => Err(Error::StoreUnavailable(
+                    format!("the write was throttled; retry the request: {text}"),
+                )),
                 SendFailure::Resend(text) if send >= backoff.max_attempts => {
-                    Err(Error::StoreUnavailable(if after_unknown {
-                        format!(
-                            "the write's outcome is unknown (it may have been applied); \
-                             retry the request with the same Idempotency-Key: {text}"
-                        )
-                    } else {
-                        format!("the write was throttled; retry the request: {text}")
-                    }))
+                    Err(Error::StoreUnavailable(format!(
+                        "the write's outcome is unknown (it may have been applied); \
+                         retry the request with the same Idempotency-Key: {text}"
+                    )))
                 }
                 SendFailure::Resend(_) => {
                     tokio::time::sleep(backoff.delay(send)).await;
