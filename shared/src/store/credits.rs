@@ -431,6 +431,7 @@ impl DynamoStore {
             if attempt >= backoff.max_attempts {
                 break;
             }
+            self.retry_stats().replanned();
             account = match fresh {
                 // First loss: retry at once against the state the condition reported
                 // (one racing writer is the common case; no extra read).
