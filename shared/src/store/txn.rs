@@ -250,8 +250,11 @@ impl Intercept for OutcomeWatch {
 /// What one send's failure means for the transaction.
 enum SendFailure {
     Cancelled(Vec<CancelReason>),
-    /// Throttled, in progress, 5xx, timeout, connection: resend identically.
-    Resend(String),
+    /// The outcome is open (an earlier request under this token is still in
+    /// progress, a 5xx, a timeout, a dropped connection): resend identically.
+    Open(String),
+    /// Throttled: nothing was applied by this request; the SDK already retried.
+    Throttled(String),
     /// Refused for good (validation, permissions, ...).
     Fatal(String),
 }
@@ -268,22 +271,24 @@ fn classify(err: SdkError<TransactWriteItemsError>) -> SendFailure {
                     })
                     .collect(),
             ),
-            TransactWriteItemsError::TransactionInProgressException(_)
-            | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+            TransactWriteItemsError::ProvisionedThroughputExceededException(_)
             | TransactWriteItemsError::RequestLimitExceeded(_)
-            | TransactWriteItemsError::ThrottlingException(_)
+            | TransactWriteItemsError::ThrottlingException(_) => {
+                SendFailure::Throttled(format!("{:?}", service.err()))
+            }
+            TransactWriteItemsError::TransactionInProgressException(_)
             | TransactWriteItemsError::InternalServerError(_) => {
-                SendFailure::Resend(format!("{:?}", service.err()))
+                SendFailure::Open(format!("{:?}", service.err()))
             }
             other if service.raw().status().as_u16() >= 500 => {
-                SendFailure::Resend(format!("{other:?}"))
+                SendFailure::Open(format!("{other:?}"))
             }
             other => SendFailure::Fatal(format!("{other:?}")),
         },
         // Nothing was sent.
         SdkError::ConstructionFailure(_) => SendFailure::Fatal(format!("{err:?}")),
         // Timeout, connection or unreadable answer: the engine may have applied it.
-        _ => SendFailure::Resend(format!("{err:?}")),
+        _ => SendFailure::Open(format!("{err:?}")),
     }
 }
 
@@ -353,16 +358,19 @@ impl DynamoStore {
                 SendFailure::Fatal(text) => Err(Error::StoreUnavailable(text)),
                 // Throttled with nothing open: the SDK's attempts were the
                 // retries; the caller's client (or SQS) tries again later.
-                SendFailure::Resend(text) if !after_unknown => Err(Error::StoreUnavailable(
+                SendFailure::Throttled(text) if !after_unknown => Err(Error::StoreUnavailable(
                     format!("the write was throttled; retry the request: {text}"),
                 )),
-                SendFailure::Resend(text) if send >= backoff.max_attempts => {
+                SendFailure::Open(text) | SendFailure::Throttled(text)
+                    if send >= backoff.max_attempts =>
+                {
                     Err(Error::StoreUnavailable(format!(
                         "the write's outcome is unknown (it may have been applied); \
                          retry the request with the same Idempotency-Key: {text}"
                     )))
                 }
-                SendFailure::Resend(_) => {
+                SendFailure::Open(_) | SendFailure::Throttled(_) => {
+                    after_unknown = true;
                     tokio::time::sleep(backoff.delay(send)).await;
                     continue;
                 }
@@ -538,5 +546,61 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "conflict");
+    }
+
+    #[tokio::test]
+    async fn throttling_is_the_sdks_to_retry_an_open_outcome_is_resent() {
+        use super::super::fake;
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
+        let check = || {
+            let c = ConditionCheck::builder()
+                .table_name("t")
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("y".into()))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .unwrap();
+            vec![TransactWriteItem::builder().condition_check(c).build()]
+        };
+        let quick = Backoff {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        // Throttled throughout, nothing open: the SDK's 3 attempts are the
+        // retries; one request, then 503.
+        let (url, log) = fake::serve(Box::new(|_, _| (400, fake::error("ThrottlingException"))));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, sends) = store
+            .transact_settled_counted(check(), "tok-1", false, &quick)
+            .await;
+        assert_eq!(out.unwrap_err().code(), "store_unavailable");
+        assert_eq!(sends, 1);
+        assert_eq!(log.lock().unwrap().len(), 3, "the SDK's attempts");
+        assert_eq!(store.retry_stats().counts().sends, 1);
+        // An earlier request under the token still in progress: the outcome
+        // is open, so the same request goes again once the SDK gave up.
+        let (url, log) = fake::serve(Box::new(|_, n| match n {
+            n if n < 3 => (400, fake::error("TransactionInProgressException")),
+            _ => (200, "{}".into()),
+        }));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, sends) = store
+            .transact_settled_counted(check(), "tok-2", false, &quick)
+            .await;
+        assert!(matches!(out.unwrap(), Settled::Committed(_)));
+        assert_eq!(sends, 2);
+        assert_eq!(log.lock().unwrap().len(), 4);
+        // A conflict is a cancellation, counted by the layer.
+        let conflict = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"x","CancellationReasons":[{"Code":"TransactionConflict"}]}"#;
+        let (url, _) = fake::serve(Box::new(move |_, _| (400, conflict.into())));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, _) = store
+            .transact_settled_counted(check(), "tok-3", false, &quick)
+            .await;
+        assert!(matches!(out.unwrap(), Settled::Cancelled { .. }));
+        let counts = store.retry_stats().take();
+        assert_eq!((counts.sends, counts.conflicts), (1, 1));
+        assert_eq!(store.retry_stats().counts(), RetryCounts::default());
     }
 }

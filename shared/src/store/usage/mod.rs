@@ -9,47 +9,50 @@
 //!    only `{w}_usage` / `{w}_start`, conditioned per window on the stored
 //!    start the [`UsagePlan`] assumed (add / restart after a rollover / keep
 //!    for past windows). It creates the item if there is none (unlimited);
-//! 3. for an event with `credits`, the credit account update conditioned on
-//!    the `seq` read and its `consume` ledger entry.
+//! 3. for the events with `credits`, ONE credit account update (from the
+//!    account read to the last event's, conditioned on the `seq` read) and a
+//!    `consume` ledger entry per event, their `seq`s consecutive. A group is
+//!    as large as one transaction allows (100 actions: 99 events without
+//!    credits, 49 with); an event settling a reservation is written alone.
 //!
 //! Every action asks for `ALL_OLD` on a failed condition, so a cancelled write
 //! tells what is stored (the existing record, the quota item's window starts)
 //! without another read; the write is re-planned and retried. The steady state
-//! (windows current, no duplicates) is one request per group; an event with
-//! credits adds the account read.
+//! (windows current, no duplicates) is one request per group; a user with
+//! credits in the batch adds one account read (later writes of the user start
+//! from the account the last one left). Sends go through the one settled-send
+//! path ([`DynamoStore::transact_settled`]); this loop re-plans only after a
+//! cancellation.
 //!
 //! Records expire through TTL 16 days after processing, but correctness never
 //! depends on TTL: a record still present after its expiry (TTL deletes late)
 //! fails the `attribute_not_exists` condition and so still counts as a
 //! duplicate; that errs on the side of never applying an event twice.
 
-use super::attr::{self, Item};
-use super::credits::{CreditStore, CREDIT_BACKOFF};
-use super::quota::window_attr;
-use super::reservations::{hold_of_item, Expr, WindowNames};
-use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
-use super::{keys, DynamoStore};
+mod items;
+mod learn;
+
+use super::attr::Item;
+use super::credits::CreditStore;
+use super::reservations::hold_of_item;
+use super::txn::{Backoff, Settled, SETTLE_BACKOFF};
+use super::DynamoStore;
 use crate::domain::credits::{Account, Applied, Change};
 use crate::domain::reservation::{settle_releases, Hold, ReservationId, Status};
 use crate::domain::usage::{
-    write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite,
-    CREDITS_CATEGORY_USAGE, RECORD_RETENTION,
+    write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, CREDITS_CATEGORY_USAGE,
 };
-use crate::domain::{Platform, UserId, WindowKind};
+use crate::domain::{Platform, UserId};
 use crate::error::Error;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
-use aws_sdk_dynamodb::types::{
-    ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
-use chrono::{DateTime, SecondsFormat, Utc};
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// Record attribute holding the payload fingerprint.
-const FINGERPRINT: &str = "fingerprint";
 /// Users written at the same time within one batch (each user's writes are
 /// sequential; different users touch different items).
 const USER_CONCURRENCY: usize = 8;
@@ -510,338 +513,6 @@ impl DynamoStore {
             None => state.account.clone(),
         };
     }
-
-    /// A cancelled write (nothing written): records that exist resolve their
-    /// events, a moved quota item, account or reservation re-plans from what
-    /// the failed condition returned, and a conflict with another transaction
-    /// pauses (jittered) before the next round.
-    #[allow(clippy::too_many_arguments)]
-    async fn learn<'a>(
-        &self,
-        group: &Group<'a>,
-        ctx: &IngestContext,
-        known: &mut Known<'a>,
-        state: &mut WriteState,
-        planned: &Planned,
-        reasons: &[CancelReason],
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
-    ) -> Result<(), Error> {
-        let failed = |k: usize| {
-            reasons
-                .get(k)
-                .is_some_and(CancelReason::is_condition_failed)
-        };
-        let mut progressed = self
-            .resolve_existing_records(group, state, &failed, reasons, outcomes, stats)
-            .await?;
-        if failed(planned.quota_at) {
-            progressed = true;
-            self.learn_quota(group, known, state, planned, reasons, stats)
-                .await?;
-        }
-        if let Some(at) = planned.account_at {
-            if failed(at) {
-                progressed = true;
-                learn_account(group, ctx, state, &reasons[at]).await?;
-            } else if (at + 1..=at + planned.chain.len()).any(failed) {
-                return Err(Error::Internal(format!(
-                    "a ledger entry of {} exists past the account's seq",
-                    group.user
-                )));
-            }
-        }
-        if let Some(at) = planned.settle_at.filter(|&at| failed(at)) {
-            // The record is not as the id said: settle as it is, or apply the
-            // event as a plain one (voided, expired, settled, unknown, another
-            // user's).
-            progressed = true;
-            replanned(state, "the reservation kept changing; retry later")?;
-            state.settle = reasons[at].item.as_ref().map_or(Settle::Plain, |item| {
-                Settle::learned(item, group, ctx.processed_at)
-            });
-        }
-        if !progressed {
-            // Conflict with another transaction: back off.
-            state.transient += 1;
-            if state.transient >= ctx.backoff.max_attempts {
-                return Err(Error::Conflict(
-                    "the usage write stayed contended; retry later".into(),
-                ));
-            }
-            pause(ctx, ctx.backoff.delay(state.transient)).await?;
-        }
-        Ok(())
-    }
-
-    /// Events whose record put failed: the record exists (applied before, or
-    /// the id taken by another payload). Returns whether any was resolved.
-    async fn resolve_existing_records(
-        &self,
-        group: &Group<'_>,
-        state: &mut WriteState,
-        failed: &impl Fn(usize) -> bool,
-        reasons: &[CancelReason],
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
-    ) -> Result<bool, Error> {
-        let mut progressed = false;
-        let mut still = Vec::with_capacity(state.pending.len());
-        for (k, &i) in state.pending.iter().enumerate() {
-            if !failed(k) {
-                still.push(i);
-                continue;
-            }
-            let stored = match reasons[k]
-                .item
-                .as_ref()
-                .and_then(|it| attr::opt_s(it, FINGERPRINT))
-            {
-                Some(fp) => Some(fp.to_string()),
-                // An engine that does not return ALL_OLD: read the record.
-                None => {
-                    stats.requests += 1;
-                    self.event_record_fingerprint(group.events[i]).await?
-                }
-            };
-            match stored {
-                Some(fingerprint) => {
-                    outcomes[i] = Some(Ok(Recorded {
-                        fingerprint,
-                        applied_now: false,
-                    }));
-                    progressed = true;
-                }
-                None => still.push(i),
-            }
-        }
-        state.pending = still;
-        Ok(progressed)
-    }
-
-    /// The quota item's windows were not as planned: learn them from the
-    /// failed condition (or, on an engine without `ALL_OLD`, read them).
-    async fn learn_quota<'a>(
-        &self,
-        group: &Group<'a>,
-        known: &mut Known<'a>,
-        state: &mut WriteState,
-        planned: &Planned,
-        reasons: &[CancelReason],
-        stats: &mut WriteStats,
-    ) -> Result<(), Error> {
-        replanned(state, "the quota item's windows kept moving; retry later")?;
-        let learned = match reasons[planned.quota_at].item.as_ref() {
-            Some(item) => starts_from_item(item)?,
-            // No item came back: there is none, unless this plan already
-            // assumed that (an engine without ALL_OLD); then read it.
-            None if planned.starts != Some([None; 3]) => [None; 3],
-            None => {
-                stats.requests += 1;
-                self.quota_starts(group.user, group.platform).await?
-            }
-        };
-        known.set_starts(group.platform, learned);
-        Ok(())
-    }
-
-    fn event_record_put(
-        &self,
-        event: &UsageEvent,
-        fingerprint: &str,
-        ctx: &IngestContext,
-    ) -> Result<TransactWriteItem, Error> {
-        let mut item = Item::new();
-        item.insert(
-            keys::PK.into(),
-            attr::s(keys::event_pk(event.event_id.as_str())),
-        );
-        item.insert(keys::SK.into(), attr::s(keys::EVENT_SK));
-        item.insert(FINGERPRINT.into(), attr::s(fingerprint));
-        item.insert("user_id".into(), attr::s(event.user_id.as_str()));
-        item.insert("platform".into(), attr::s(event.platform.as_str()));
-        item.insert("cost_usd".into(), attr::usd(event.cost));
-        item.insert(
-            "occurred_at".into(),
-            attr::s(
-                event
-                    .occurred_at
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            ),
-        );
-        if let Some(v) = &event.request_id {
-            item.insert("request_id".into(), attr::s(v));
-        }
-        if let Some(v) = &event.model {
-            item.insert("model".into(), attr::s(v));
-        }
-        if let Some(c) = event.credits {
-            item.insert("credits".into(), attr::n(c));
-        }
-        if let Some(r) = &event.reservation_id {
-            item.insert("reservation_id".into(), attr::s(r.as_str()));
-        }
-        item.insert(
-            "processed_at".into(),
-            attr::s(ctx.processed_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        );
-        item.insert(
-            keys::TTL.into(),
-            attr::n((ctx.processed_at + RECORD_RETENTION).timestamp()),
-        );
-        self.put_once_action(item)
-    }
-
-    /// The quota item's part of the write: per window, the plan's change and
-    /// the condition that makes it right. Only `{w}_usage` / `{w}_start` and
-    /// what follows from them are touched: the headroom (limit, or 0 when
-    /// unlimited, − usage − reserved; `domain::reservation`) moves with the
-    /// usage, a rollover restarts the window with nothing reserved, and a
-    /// settling event (`release`: per window whether the hold is released,
-    /// and the hold) gives the hold back in the same update. Limits and
-    /// whatever else the item holds stay as they are.
-    fn quota_usage_action(
-        &self,
-        user: &UserId,
-        platform: &Platform,
-        plan: &UsagePlan,
-        release: Option<&([bool; 3], Hold)>,
-    ) -> Result<TransactWriteItem, Error> {
-        let mut e = Expr::default();
-        for (w, (kind, write)) in WindowKind::ALL.iter().zip(&plan.windows).enumerate() {
-            let n = WindowNames::of(*kind, &mut e);
-            let k = n.k;
-            let (amount, start) = (format!(":{k}a"), format!(":{k}s"));
-            let releases = release.is_some_and(|(r, _)| r[w]);
-            let hold = release.map(|(_, h)| h);
-            match write {
-                WindowWrite::Add {
-                    start: at,
-                    amount: a,
-                } => {
-                    e.value(":zero", attr::n(0));
-                    e.value(&amount, attr::usd(*a));
-                    e.value(&start, attr::n(at));
-                    e.set(format!(
-                        "{u} = if_not_exists({u}, :zero) + {amount}",
-                        u = n.u
-                    ));
-                    e.cond(format!("{} = {start}", n.s));
-                    match hold.filter(|_| releases) {
-                        Some(hold) => {
-                            // usage += cost, reserved -= estimate: headroom -= cost - estimate.
-                            let delta = e.value(&format!(":{k}d"), attr::usd(*a - hold.estimate));
-                            e.value(":hold", attr::usd(hold.estimate));
-                            e.set(format!("{r} = if_not_exists({r}, :zero) - :hold", r = n.r));
-                            e.set(format!(
-                                "{h} = if_not_exists({h}, :zero) - {delta}",
-                                h = n.h
-                            ));
-                        }
-                        None => {
-                            e.set(format!(
-                                "{h} = if_not_exists({h}, :zero) - {amount}",
-                                h = n.h
-                            ));
-                        }
-                    }
-                }
-                WindowWrite::Restart {
-                    start: at,
-                    amount: a,
-                } => {
-                    e.value(":zero", attr::n(0));
-                    e.value(&amount, attr::usd(*a));
-                    e.value(&start, attr::n(at));
-                    e.set(format!("{} = {amount}", n.u));
-                    e.set(format!("{} = {start}", n.s));
-                    // Holds of the old window hold nothing in the new one.
-                    e.set(format!("{} = :zero", n.r));
-                    e.set(format!(
-                        "{} = if_not_exists({}, :zero) - {amount}",
-                        n.h, n.l
-                    ));
-                    e.cond(format!(
-                        "(attribute_not_exists({s}) OR {s} < {start})",
-                        s = n.s
-                    ));
-                }
-                WindowWrite::Keep { after } => match hold {
-                    Some(hold) if releases => {
-                        // A past event settling a hold of the stored window.
-                        e.value(":zero", attr::n(0));
-                        e.value(":hold", attr::usd(hold.estimate));
-                        let hs = e.value(&format!(":{k}hs"), attr::n(hold.starts[w]));
-                        e.set(format!("{r} = if_not_exists({r}, :zero) - :hold", r = n.r));
-                        e.set(format!("{h} = if_not_exists({h}, :zero) + :hold", h = n.h));
-                        e.cond(format!("{} = {hs}", n.s));
-                    }
-                    _ => {
-                        e.value(&start, attr::n(after));
-                        e.cond(format!("{} > {start}", n.s));
-                        if let Some(hold) = hold.filter(|h| h.starts[w] > *after) {
-                            // Not the hold's window (else it would release).
-                            let hs = e.value(&format!(":{k}hs"), attr::n(hold.starts[w]));
-                            e.cond(format!("{} <> {hs}", n.s));
-                        }
-                    }
-                },
-            }
-        }
-        let key = Item::from([
-            (keys::PK.to_string(), attr::s(keys::user_pk(user.as_str()))),
-            (
-                keys::SK.to_string(),
-                attr::s(keys::quota_sk(platform.as_str())),
-            ),
-        ]);
-        // Every counter stays: check the windows are still past, write nothing.
-        if !e.has_sets() {
-            let (condition, names, values) = e.condition_parts();
-            let check = ConditionCheck::builder()
-                .table_name(self.table())
-                .set_key(Some(key))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(build_err)?;
-            return Ok(TransactWriteItem::builder().condition_check(check).build());
-        }
-        let update = e.update(self.table(), key).build().map_err(build_err)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    /// The fingerprint of the record holding `event`'s id, if there is one
-    /// (strongly consistent; only for engines that do not return `ALL_OLD`).
-    async fn event_record_fingerprint(&self, event: &UsageEvent) -> Result<Option<String>, Error> {
-        let key = keys::item_key(keys::event_pk(event.event_id.as_str()), keys::EVENT_SK);
-        Ok(self
-            .get_consistent(key)
-            .await?
-            .as_ref()
-            .and_then(|item| attr::opt_s(item, FINGERPRINT))
-            .map(str::to_string))
-    }
-
-    /// The quota item's window starts (strongly consistent).
-    async fn quota_starts(
-        &self,
-        user: &UserId,
-        platform: &Platform,
-    ) -> Result<StoredStarts, Error> {
-        let key = keys::item_key(
-            keys::user_pk(user.as_str()),
-            keys::quota_sk(platform.as_str()),
-        );
-        match self.get_consistent(key).await? {
-            Some(item) => starts_from_item(&item),
-            None => Ok([None; 3]),
-        }
-    }
 }
 
 /// What a settling event's write does with its reservation.
@@ -882,44 +553,6 @@ impl Settle {
     }
 }
 
-/// Another writer moved the account on. The failed condition returned it:
-/// retry at once with it. A hot account loses repeatedly; then pause
-/// (jittered) and read it fresh, as the returned state is stale once others
-/// wrote meanwhile.
-async fn learn_account(
-    group: &Group<'_>,
-    ctx: &IngestContext,
-    state: &mut WriteState,
-    reason: &CancelReason,
-) -> Result<(), Error> {
-    state.contended += 1;
-    if state.contended >= CREDIT_BACKOFF.max_attempts {
-        return Err(Error::Conflict(format!(
-            "the credit account of {} is busy; retry later",
-            group.user
-        )));
-    }
-    state.account = None;
-    if state.contended <= IMMEDIATE_ACCOUNT_RETRIES {
-        state.account = reason
-            .item
-            .as_ref()
-            .and_then(|item| account_from_all_old(group.user, item));
-    } else {
-        pause(ctx, CREDIT_BACKOFF.delay(state.contended)).await?;
-    }
-    Ok(())
-}
-
-/// Counts a re-plan after a failed condition; too many is a 409.
-fn replanned(state: &mut WriteState, exhausted: &str) -> Result<(), Error> {
-    state.replans += 1;
-    if state.replans > MAX_REPLANS {
-        return Err(Error::Conflict(exhausted.into()));
-    }
-    Ok(())
-}
-
 /// Sleeps before a retry, unless the retry would start past the deadline.
 async fn pause(ctx: &IngestContext, delay: std::time::Duration) -> Result<(), Error> {
     if ctx.out_of_time(delay) {
@@ -927,14 +560,6 @@ async fn pause(ctx: &IngestContext, delay: std::time::Duration) -> Result<(), Er
     }
     tokio::time::sleep(delay).await;
     Ok(())
-}
-
-fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
-    let mut starts = [None; 3];
-    for (slot, kind) in starts.iter_mut().zip(WindowKind::ALL) {
-        *slot = attr::opt_i64(item, &window_attr(kind, "start"))?;
-    }
-    Ok(starts)
 }
 
 /// The write's `ClientRequestToken`: a UUID v5 (36 chars) of everything the
@@ -1009,13 +634,10 @@ fn consume_change(event: &UsageEvent, credits: i64) -> Change {
         .with_reference(event.event_id.as_str())
 }
 
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal(format!("usage write: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::attr;
 
     #[test]
     fn account_comes_back_from_a_failed_condition() {
@@ -1108,17 +730,5 @@ mod tests {
             with_one,
             write_token("t", &g, &s, &plan, &[one.clone(), two], &ctx)
         );
-    }
-
-    #[test]
-    fn starts_read_from_an_item() {
-        let item = Item::from([
-            ("daily_start".to_string(), attr::n(100)),
-            ("monthly_start".to_string(), attr::n(7)),
-            ("daily_usage".to_string(), attr::n("1.5")),
-        ]);
-        assert_eq!(starts_from_item(&item).unwrap(), [Some(100), None, Some(7)]);
-        let bad = Item::from([("weekly_start".to_string(), attr::n("x"))]);
-        assert!(starts_from_item(&bad).is_err());
     }
 }
