@@ -5,54 +5,43 @@
 
 use super::items::{starts_from_item, FINGERPRINT};
 use super::{
-    account_from_all_old, pause, Group, IngestContext, Known, Outcome, Planned, Settle, WriteState,
-    WriteStats, IMMEDIATE_ACCOUNT_RETRIES, MAX_REPLANS,
+    account_from_all_old, pause, GroupWrite, Planned, Settle, WriteState,
+    IMMEDIATE_ACCOUNT_RETRIES, MAX_REPLANS,
 };
 use crate::domain::usage::Recorded;
 use crate::error::Error;
 use crate::store::attr;
 use crate::store::credits::CREDIT_BACKOFF;
 use crate::store::txn::CancelReason;
-use crate::store::DynamoStore;
 
-impl DynamoStore {
+impl GroupWrite<'_, '_> {
     /// A cancelled write (nothing written): records that exist resolve their
     /// events, a moved quota item, account or reservation re-plans from what
     /// the failed condition returned, and a conflict with another transaction
     /// pauses (jittered) before the next round.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn learn<'a>(
-        &self,
-        group: &Group<'a>,
-        ctx: &IngestContext,
-        known: &mut Known<'a>,
-        state: &mut WriteState,
+    pub(super) async fn learn(
+        &mut self,
         planned: &Planned,
         reasons: &[CancelReason],
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
     ) -> Result<(), Error> {
         let failed = |k: usize| {
             reasons
                 .get(k)
                 .is_some_and(CancelReason::is_condition_failed)
         };
-        let mut progressed = self
-            .resolve_existing_records(group, state, &failed, reasons, outcomes, stats)
-            .await?;
+        let mut progressed = self.resolve_existing_records(&failed, reasons).await?;
         if failed(planned.quota_at) {
             progressed = true;
-            self.learn_quota(group, known, state, planned, reasons, stats)
-                .await?;
+            self.learn_quota(planned, reasons).await?;
         }
         if let Some(at) = planned.account_at {
             if failed(at) {
                 progressed = true;
-                learn_account(group, ctx, state, &reasons[at]).await?;
+                self.learn_account(&reasons[at]).await?;
             } else if (at + 1..=at + planned.chain.len()).any(failed) {
                 return Err(Error::Internal(format!(
                     "a ledger entry of {} exists past the account's seq",
-                    group.user
+                    self.group.user
                 )));
             }
         }
@@ -61,20 +50,24 @@ impl DynamoStore {
             // event as a plain one (voided, expired, settled, unknown, another
             // user's).
             progressed = true;
-            replanned(state, "the reservation kept changing; retry later")?;
-            state.settle = reasons[at].item.as_ref().map_or(Settle::Plain, |item| {
-                Settle::learned(item, group, ctx.processed_at)
+            replanned(
+                &mut self.state,
+                "the reservation kept changing; retry later",
+            )?;
+            self.state.settle = reasons[at].item.as_ref().map_or(Settle::Plain, |item| {
+                Settle::learned(item, self.group, self.ctx.processed_at)
             });
         }
         if !progressed {
             // Conflict with another transaction: back off.
-            state.transient += 1;
-            if state.transient >= ctx.backoff.max_attempts {
+            let ctx = self.ctx;
+            self.state.transient += 1;
+            if self.state.transient >= ctx.backoff.max_attempts {
                 return Err(Error::Conflict(
                     "the usage write stayed contended; retry later".into(),
                 ));
             }
-            pause(ctx, ctx.backoff.delay(state.transient)).await?;
+            pause(ctx, ctx.backoff.delay(self.state.transient)).await?;
         }
         Ok(())
     }
@@ -82,17 +75,14 @@ impl DynamoStore {
     /// Events whose record put failed: the record exists (applied before, or
     /// the id taken by another payload). Returns whether any was resolved.
     async fn resolve_existing_records(
-        &self,
-        group: &Group<'_>,
-        state: &mut WriteState,
+        &mut self,
         failed: &impl Fn(usize) -> bool,
         reasons: &[CancelReason],
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
     ) -> Result<bool, Error> {
         let mut progressed = false;
-        let mut still = Vec::with_capacity(state.pending.len());
-        for (k, &i) in state.pending.iter().enumerate() {
+        let pending = std::mem::take(&mut self.state.pending);
+        let mut still = Vec::with_capacity(pending.len());
+        for (k, &i) in pending.iter().enumerate() {
             if !failed(k) {
                 still.push(i);
                 continue;
@@ -105,13 +95,14 @@ impl DynamoStore {
                 Some(fp) => Some(fp.to_string()),
                 // An engine that does not return ALL_OLD: read the record.
                 None => {
-                    stats.requests += 1;
-                    self.event_record_fingerprint(group.events[i]).await?
+                    self.stats.requests += 1;
+                    let event = self.group.events[i];
+                    self.store.event_record_fingerprint(event).await?
                 }
             };
             match stored {
                 Some(fingerprint) => {
-                    outcomes[i] = Some(Ok(Recorded {
+                    self.outcomes[i] = Some(Ok(Recorded {
                         fingerprint,
                         applied_now: false,
                     }));
@@ -120,64 +111,60 @@ impl DynamoStore {
                 None => still.push(i),
             }
         }
-        state.pending = still;
+        self.state.pending = still;
         Ok(progressed)
     }
 
     /// The quota item's windows were not as planned: learn them from the
     /// failed condition (or, on an engine without `ALL_OLD`, read them).
-    async fn learn_quota<'a>(
-        &self,
-        group: &Group<'a>,
-        known: &mut Known<'a>,
-        state: &mut WriteState,
+    async fn learn_quota(
+        &mut self,
         planned: &Planned,
         reasons: &[CancelReason],
-        stats: &mut WriteStats,
     ) -> Result<(), Error> {
-        replanned(state, "the quota item's windows kept moving; retry later")?;
+        replanned(
+            &mut self.state,
+            "the quota item's windows kept moving; retry later",
+        )?;
+        let group = self.group;
         let learned = match reasons[planned.quota_at].item.as_ref() {
             Some(item) => starts_from_item(item)?,
             // No item came back: there is none, unless this plan already
             // assumed that (an engine without ALL_OLD); then read it.
             None if planned.starts != Some([None; 3]) => [None; 3],
             None => {
-                stats.requests += 1;
-                self.quota_starts(group.user, group.platform).await?
+                self.stats.requests += 1;
+                self.store.quota_starts(group.user, group.platform).await?
             }
         };
-        known.set_starts(group.platform, learned);
+        self.known.set_starts(group.platform, learned);
         Ok(())
     }
-}
 
-/// Another writer moved the account on. The failed condition returned it:
-/// retry at once with it. A hot account loses repeatedly; then pause
-/// (jittered) and read it fresh, as the returned state is stale once others
-/// wrote meanwhile.
-async fn learn_account(
-    group: &Group<'_>,
-    ctx: &IngestContext,
-    state: &mut WriteState,
-    reason: &CancelReason,
-) -> Result<(), Error> {
-    state.contended += 1;
-    if state.contended >= CREDIT_BACKOFF.max_attempts {
-        return Err(Error::Conflict(format!(
-            "the credit account of {} is busy; retry later",
-            group.user
-        )));
+    /// Another writer moved the account on. The failed condition returned it:
+    /// retry at once with it. A hot account loses repeatedly; then pause
+    /// (jittered) and read it fresh, as the returned state is stale once
+    /// others wrote meanwhile.
+    async fn learn_account(&mut self, reason: &CancelReason) -> Result<(), Error> {
+        let state = &mut self.state;
+        state.contended += 1;
+        if state.contended >= CREDIT_BACKOFF.max_attempts {
+            return Err(Error::Conflict(format!(
+                "the credit account of {} is busy; retry later",
+                self.group.user
+            )));
+        }
+        state.account = None;
+        if state.contended <= IMMEDIATE_ACCOUNT_RETRIES {
+            state.account = reason
+                .item
+                .as_ref()
+                .and_then(|item| account_from_all_old(self.group.user, item));
+        } else {
+            pause(self.ctx, CREDIT_BACKOFF.delay(state.contended)).await?;
+        }
+        Ok(())
     }
-    state.account = None;
-    if state.contended <= IMMEDIATE_ACCOUNT_RETRIES {
-        state.account = reason
-            .item
-            .as_ref()
-            .and_then(|item| account_from_all_old(group.user, item));
-    } else {
-        pause(ctx, CREDIT_BACKOFF.delay(state.contended)).await?;
-    }
-    Ok(())
 }
 
 /// Counts a re-plan after a failed condition; too many is a 409.

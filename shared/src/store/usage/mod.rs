@@ -310,31 +310,36 @@ impl DynamoStore {
                 "an event settling a reservation is written on its own".into(),
             ));
         }
-        let mut state = WriteState {
-            pending: (0..group.events.len()).collect(),
-            account: None,
-            settle: Settle::from_id(group.reservation, ctx.tz),
-            rounds: 0,
-            transient: 0,
-            replans: 0,
-            contended: 0,
+        let mut w = GroupWrite {
+            store: self,
+            group,
+            ctx,
+            known,
+            outcomes,
+            stats,
+            state: WriteState {
+                pending: (0..group.events.len()).collect(),
+                account: None,
+                settle: Settle::from_id(group.reservation, ctx.tz),
+                rounds: 0,
+                transient: 0,
+                replans: 0,
+                contended: 0,
+            },
         };
         loop {
             // Between attempts only: every attempt sent has a known outcome.
-            if !state.pending.is_empty() && ctx.out_of_time(std::time::Duration::ZERO) {
+            if !w.state.pending.is_empty() && ctx.out_of_time(std::time::Duration::ZERO) {
                 return Err(out_of_time());
             }
-            let Some(planned) = self
-                .plan_write(group, ctx, known, &mut state, outcomes, stats)
-                .await?
-            else {
+            let Some(planned) = w.plan().await? else {
                 // Nothing left to write; the account read still holds.
-                if state.account.is_some() {
-                    known.account = state.account;
+                if w.state.account.is_some() {
+                    w.known.account = w.state.account.take();
                 }
                 return Ok(());
             };
-            stats.transactions += 1;
+            w.stats.transactions += 1;
             let (sent, sends) = self
                 .transact_settled_counted(
                     planned.actions.clone(),
@@ -343,49 +348,52 @@ impl DynamoStore {
                     &SETTLE_BACKOFF,
                 )
                 .await;
-            stats.requests += u64::from(sends);
+            w.stats.requests += u64::from(sends);
             match sent? {
                 Settled::Committed(out) => {
-                    self.committed(group, known, &state, &planned, &out, outcomes, stats);
+                    w.committed(&planned, &out);
                     return Ok(());
                 }
                 Settled::Cancelled { reasons, .. } => {
                     self.retry_stats().replanned();
-                    self.learn(
-                        group, ctx, known, &mut state, &planned, &reasons, outcomes, stats,
-                    )
-                    .await?;
+                    w.learn(&planned, &reasons).await?;
                 }
             }
         }
     }
+}
 
+/// One group's write in progress: what it applies, what the user's writes
+/// know, where its outcomes and costs go, and its own state.
+struct GroupWrite<'w, 'a> {
+    store: &'w DynamoStore,
+    group: &'w Group<'a>,
+    ctx: &'w IngestContext,
+    known: &'w mut Known<'a>,
+    outcomes: &'w mut [Outcome],
+    stats: &'w mut WriteStats,
+    state: WriteState,
+}
+
+impl GroupWrite<'_, '_> {
     /// Plans the next attempt for the pending events: the account (read once
     /// if nothing is known) and the `consume` chain of the events with
     /// credits, the quota plan, the settlement, the actions and the token.
     /// `None` once nothing is left to write.
-    async fn plan_write(
-        &self,
-        group: &Group<'_>,
-        ctx: &IngestContext,
-        known: &mut Known<'_>,
-        state: &mut WriteState,
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
-    ) -> Result<Option<Planned>, Error> {
-        let chain = self
-            .consume_chain(group, ctx, known, state, outcomes, stats)
-            .await?;
+    async fn plan(&mut self) -> Result<Option<Planned>, Error> {
+        let chain = self.consume_chain().await?;
+        let (store, group, ctx) = (self.store, self.group, self.ctx);
+        let state = &mut self.state;
         if state.pending.is_empty() {
             return Ok(None);
         }
         state.rounds += 1;
         let events: Vec<&UsageEvent> = state.pending.iter().map(|&i| group.events[i]).collect();
-        let starts = known.starts(group.platform);
+        let starts = self.known.starts(group.platform);
         let plan = UsagePlan::new(&events, ctx.tz, ctx.processed_at, starts.as_ref())?;
         let mut actions = Vec::with_capacity(state.pending.len() * 2 + 3);
         for &i in &state.pending {
-            actions.push(self.event_record_put(group.events[i], &group.fingerprints[i], ctx)?);
+            actions.push(store.event_record_put(group.events[i], &group.fingerprints[i], ctx)?);
         }
         let (release, held_credits) = match &state.settle {
             Settle::Pending { hold, .. } => (
@@ -395,7 +403,7 @@ impl DynamoStore {
             Settle::Plain => (None, 0),
         };
         let quota_at = actions.len();
-        actions.push(self.quota_usage_action(
+        actions.push(store.quota_usage_action(
             group.user,
             group.platform,
             &plan,
@@ -405,7 +413,7 @@ impl DynamoStore {
             true => None,
             false => {
                 let at = actions.len();
-                actions.extend(self.ledger_chain_actions(&chain, held_credits)?);
+                actions.extend(store.ledger_chain_actions(&chain, held_credits)?);
                 Some(at)
             }
         };
@@ -414,12 +422,12 @@ impl DynamoStore {
         let mut settle_at = None;
         if let (Settle::Pending { hold, expired }, Some(id)) = (&state.settle, group.reservation) {
             settle_at = Some(actions.len());
-            actions.push(self.settle_update(id, hold, events[0], *expired, ctx.processed_at)?);
+            actions.push(store.settle_update(id, hold, events[0], *expired, ctx.processed_at)?);
             if chain.is_empty() && hold.credits > 0 {
-                actions.push(self.credit_release_update(group.user, hold.credits)?);
+                actions.push(store.credit_release_update(group.user, hold.credits)?);
             }
         }
-        let token = write_token(self.table(), group, state, &plan, &chain, ctx);
+        let token = write_token(store.table(), group, state, &plan, &chain, ctx);
         Ok(Some(Planned {
             actions,
             token,
@@ -437,80 +445,68 @@ impl DynamoStore {
     /// `seq`s, each `balance_before` the previous `balance_after`. Usage may
     /// take the balance below zero; an event whose debit the account cannot
     /// hold at all (64-bit overflow) is refused alone and left out.
-    async fn consume_chain(
-        &self,
-        group: &Group<'_>,
-        ctx: &IngestContext,
-        known: &mut Known<'_>,
-        state: &mut WriteState,
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
-    ) -> Result<Vec<Applied>, Error> {
+    async fn consume_chain(&mut self) -> Result<Vec<Applied>, Error> {
+        let group = self.group;
         let with_credits = |i: &usize| group.events[*i].credits.is_some();
-        if !state.pending.iter().any(with_credits) {
+        if !self.state.pending.iter().any(with_credits) {
             return Ok(Vec::new());
         }
-        let read = match state.account.take().or_else(|| known.account.take()) {
+        let read = match self
+            .state
+            .account
+            .take()
+            .or_else(|| self.known.account.take())
+        {
             Some(account) => account,
             None => {
-                stats.requests += 1;
-                self.credit_account(group.user).await?
+                self.stats.requests += 1;
+                self.store.credit_account(group.user).await?
             }
         };
         let mut chain: Vec<Applied> = Vec::new();
         let mut refused = Vec::new();
-        for &i in &state.pending {
+        for &i in &self.state.pending {
             let (event, Some(credits)) = (group.events[i], group.events[i].credits) else {
                 continue;
             };
             let from = chain.last().map_or(&read, |a| &a.after);
-            match from.apply(&consume_change(event, credits), ctx.processed_at) {
+            match from.apply(&consume_change(event, credits), self.ctx.processed_at) {
                 Ok(applied) => chain.push(applied),
                 Err(e) => refused.push((i, e)),
             }
         }
         for (i, e) in refused {
-            state.pending.retain(|&p| p != i);
-            outcomes[i] = Some(Err(Arc::new(e)));
+            self.state.pending.retain(|&p| p != i);
+            self.outcomes[i] = Some(Err(Arc::new(e)));
         }
-        state.account = Some(read);
+        self.state.account = Some(read);
         Ok(chain)
     }
 
     /// A committed write: every event it carried is recorded by it, and what
     /// it left seeds the user's next write.
-    #[allow(clippy::too_many_arguments)]
-    fn committed<'a>(
-        &self,
-        group: &Group<'a>,
-        known: &mut Known<'a>,
-        state: &WriteState,
-        planned: &Planned,
-        out: &TransactWriteItemsOutput,
-        outcomes: &mut [Outcome],
-        stats: &mut WriteStats,
-    ) {
+    fn committed(&mut self, planned: &Planned, out: &TransactWriteItemsOutput) {
         let units: f64 = out
             .consumed_capacity()
             .iter()
             .filter_map(|c| c.capacity_units())
             .sum();
-        self.stats().add_write_units(units);
+        self.store.stats().add_write_units(units);
         // Capacity is a metric: tenths are exact for DynamoDB's 0.5 steps.
-        stats.write_units_tenths += (units * 10.0).round() as u64;
-        for &i in &state.pending {
-            outcomes[i] = Some(Ok(Recorded {
-                fingerprint: group.fingerprints[i].clone(),
+        self.stats.write_units_tenths += (units * 10.0).round() as u64;
+        for &i in &self.state.pending {
+            self.outcomes[i] = Some(Ok(Recorded {
+                fingerprint: self.group.fingerprints[i].clone(),
                 applied_now: true,
             }));
         }
-        known.set_starts(
-            group.platform,
+        self.known.set_starts(
+            self.group.platform,
             planned.plan.starts_after(planned.starts.as_ref()),
         );
-        known.account = match planned.chain.last() {
+        self.known.account = match planned.chain.last() {
             Some(last) => Some(last.after.clone()),
-            None => state.account.clone(),
+            None => self.state.account.clone(),
         };
     }
 }
