@@ -1,5 +1,5 @@
 //! What usage ingest costs, counted at the engine, and credits ingest under
-//! concurrency.
+//! concurrency and below zero.
 //!
 //! The request counts come from the fault proxy's log (every HTTP request that
 //! reached the engine: SDK attempts included) and from the store's own counter
@@ -239,4 +239,46 @@ async fn concurrent_credit_batches_of_one_user_keep_an_exact_gap_free_ledger() {
     let messages: usize = batches.iter().map(Vec::len).sum();
     assert_eq!((applied, duplicates), (0, messages));
     check().await;
+}
+
+/// Usage is real spend: a batch of one user's events with credits takes the
+/// balance below zero in one write, each entry where the previous ended. A
+/// debit no 64-bit balance can hold fails alone (reported, nothing written
+/// for it); the rest of its batch applies.
+#[tokio::test]
+async fn a_coalesced_batch_may_go_below_zero_and_an_impossible_debit_fails_alone() {
+    let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
+    grant(&env, "wes", 15).await;
+    let t = at("2026-11-21T11:00:00Z");
+    let mut bodies: Vec<String> = (0..10)
+        .map(|i| body_with_credits(&format!("w-{i}"), "wes", "openai", "0.1", 3, t))
+        .collect();
+    // After the ten the balance is -15: a debit of i64::MAX would leave 64 bits.
+    bodies.push(body_with_credits(
+        "w-huge",
+        "wes",
+        "openai",
+        "0.1",
+        i64::MAX,
+        t,
+    ));
+    let messages: Vec<(String, String)> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("m-{i}"), b.clone()))
+        .collect();
+    let (failed, report) = ingest(&env, super::usage::sqs(&messages)).await;
+    assert_eq!(failed, ["m-10"], "{report:?}");
+    assert_eq!(report.applied, 10);
+    let account = credit_account(&env, "wes").await;
+    assert_eq!(account["available"], 15 - 30);
+    assert_eq!(account["used"], 30);
+    let ledger = env.full_ledger("wes").await;
+    assert_eq!(assert_gap_free(&ledger, &account).len(), 10);
+    assert_eq!(ledger.last().unwrap()["balance_after"], -15);
+    // Nothing was written for the refused event: its record is absent, so a
+    // redelivery is judged afresh (and fails the same way).
+    let (failed, _) = ingest(&env, super::usage::sqs(&messages[10..])).await;
+    assert_eq!(failed, ["m-10"]);
+    assert_eq!(usage(&env, "wes", "openai").await, [usd("1"); 3]);
 }

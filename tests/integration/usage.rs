@@ -42,7 +42,7 @@ pub(crate) fn body(
 }
 
 /// An SQS event of `(message id, body)` pairs.
-fn sqs(messages: &[(String, String)]) -> SqsEvent {
+pub(crate) fn sqs(messages: &[(String, String)]) -> SqsEvent {
     let records: Vec<Value> = messages
         .iter()
         .map(|(id, body)| {
