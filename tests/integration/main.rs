@@ -7,6 +7,7 @@ mod credits_cli;
 mod dependencies;
 mod faults;
 mod foundation;
+mod ingest_costs;
 mod inputs;
 mod local_stack;
 mod quotas;

@@ -367,3 +367,65 @@ fn the_source_scan_sees_known_store_calls() {
 }
 
 mod source;
+
+/// The metrics the dashboard plots: a row's metric name (`["ns", "Name", ...]`,
+/// `"."` repeating the row above) or the `MetricName="..."` of a SEARCH.
+fn dashboard_metrics(body: &serde_json::Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for widget in body["widgets"].as_array().into_iter().flatten() {
+        let mut previous = String::new();
+        for row in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let cells = row.as_array().cloned().unwrap_or_default();
+            match cells.first() {
+                Some(serde_json::Value::Object(o)) => {
+                    let expression = o["expression"].as_str().unwrap_or_default();
+                    if let Some((_, rest)) = expression.split_once("MetricName=\"") {
+                        names.extend(rest.split('"').next().map(str::to_string));
+                    }
+                }
+                Some(_) => {
+                    let name = cells.get(1).and_then(|v| v.as_str()).unwrap_or_default();
+                    if name != "." && !name.is_empty() {
+                        previous = name.to_string();
+                    }
+                    names.insert(previous.clone());
+                }
+                None => {}
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_functions_emit() {
+    let doc = parse_yaml(spendguard_local::template::TEMPLATE_YAML).unwrap();
+    let body = &doc["Resources"]["SpendguardDashboard"]["Properties"]["DashboardBody"];
+    let text = match body {
+        spendguard_local::template::Value::Tagged(t) if t.tag == "Sub" => t.value.as_str(),
+        other => other.as_str(),
+    }
+    .expect("the dashboard body is a (!Sub) string");
+    // Substitutions (${AWS::Region}, ...) only ever stand inside JSON strings.
+    let mut json = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        json.push_str(&rest[..at]);
+        let end = rest[at..].find('}').expect("closed substitution") + at;
+        json.push_str("SUB");
+        rest = &rest[end + 1..];
+    }
+    json.push_str(rest);
+    let body: serde_json::Value = serde_json::from_str(&json).expect("dashboard body is JSON");
+    let shown = dashboard_metrics(&body);
+    for metric in spendguard_core::metrics::ALL {
+        assert!(
+            shown.contains(*metric),
+            "{metric} is not on the dashboard: {shown:?}"
+        );
+    }
+}

@@ -58,6 +58,9 @@ impl App {
 
 impl HttpFunction for App {
     async fn handle(&self, req: Request) -> HttpResponse {
-        respond(self.route(&req).await)
+        let response = respond(self.route(&req).await);
+        let retries = self.deps.store.retry_stats().take();
+        spendguard_core::metrics::retries("quota", retries);
+        response
     }
 }

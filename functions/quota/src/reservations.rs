@@ -11,7 +11,7 @@ use spendguard_core::api::{
 use spendguard_core::domain::audit::Actor;
 use spendguard_core::domain::reservation::{ReservationId, ReserveRequest, ReserveWire};
 use spendguard_core::store::reservations::{ReserveKey, ReserveOutcome};
-use spendguard_core::{Deps, Error};
+use spendguard_core::{metrics, Deps, Error};
 
 /// Keys of reserves are scoped per caller, like adjustments.
 fn reserve_scope(caller: &Caller) -> String {
@@ -43,8 +43,24 @@ pub async fn reserve(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult 
         )
         .await?;
     Ok(match outcome {
-        ReserveOutcome::Created(r) => json_response(StatusCode::CREATED, &r.view()),
-        ReserveOutcome::Refused(check) => json_response(StatusCode::OK, &check),
+        ReserveOutcome::Created(r) => {
+            metrics::reservation_decision("quota", None);
+            json_response(StatusCode::CREATED, &r.view())
+        }
+        ReserveOutcome::Refused(check) => {
+            let reason = check.reason.as_ref().map(serde_json::to_value);
+            let reason = reason.and_then(Result::ok);
+            metrics::reservation_decision(
+                "quota",
+                Some(
+                    reason
+                        .as_ref()
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("refused"),
+                ),
+            );
+            json_response(StatusCode::OK, &check)
+        }
         ReserveOutcome::Replay(stored) => replayed_response(&stored),
     })
 }

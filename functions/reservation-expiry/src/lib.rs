@@ -8,6 +8,9 @@
 use serde_json::{json, Value};
 use spendguard_core::{Deps, Error};
 
+/// The `Function` dimension of this function's metrics.
+const FUNCTION: &str = "reservation-expiry";
+
 pub struct App {
     deps: Deps,
 }
@@ -27,6 +30,9 @@ impl App {
         if released > 0 {
             tracing::info!(released, "expired reservations released");
         }
+        use spendguard_core::metrics;
+        metrics::count(FUNCTION, metrics::RESERVATIONS_EXPIRED, released);
+        metrics::retries(FUNCTION, self.deps.store.retry_stats().take());
         Ok(released)
     }
 

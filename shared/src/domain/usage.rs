@@ -23,8 +23,6 @@ pub const MAX_LABEL_LEN: usize = 256;
 /// How long an event record is kept. The contract asks for at least 15 days
 /// (SQS keeps a message at most 14); one more day covers TTL clock slack.
 pub const RECORD_RETENTION: Duration = Duration::days(16);
-/// Events per write: TransactWriteItems takes 100 actions, one is the quota item.
-pub const MAX_EVENTS_PER_WRITE: usize = 99;
 /// Ledger category of usage consumption.
 pub const CREDITS_CATEGORY_USAGE: &str = "usage";
 
@@ -233,17 +231,32 @@ impl Recorded {
     }
 }
 
+/// Actions one `TransactWriteItems` takes.
+pub const MAX_ACTIONS_PER_WRITE: usize = 100;
+
+/// Actions of a write of `events` events, `with_credits` of them with
+/// credits: a record each, the quota item, and with credits the account and
+/// a ledger entry each.
+pub fn actions_of_write(events: usize, with_credits: usize) -> usize {
+    let account = usize::from(with_credits > 0);
+    events + 1 + account + with_credits
+}
+
 /// Splits a batch's distinct events into writes: per user (a user's writes run
 /// one after another, as credits serialise on the user's account), then per
-/// platform in first-seen order, chunks of at most [`MAX_EVENTS_PER_WRITE`]
-/// events without credits, and each event with credits alone (its ledger entry
-/// needs the balance it was computed from). Returns indexes into `events`.
+/// platform in first-seen order, chunks of events that fit one
+/// `TransactWriteItems` (records, the quota item, and with credits one account
+/// update and a ledger entry per event with consecutive `seq`s; 99 events
+/// without credits, 49 with). An event settling a reservation is written
+/// alone (its write also settles the record and releases the hold). Returns
+/// indexes into `events`.
 pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
-    /// One platform of one user: events without credits, events with credits.
+    /// One platform of one user: the chunks so far and the settling events.
     struct PlatformEvents<'a> {
         platform: &'a Platform,
-        plain: Vec<usize>,
-        with_credits: Vec<usize>,
+        chunks: Vec<Vec<usize>>,
+        credits_in_last: usize,
+        settling: Vec<usize>,
     }
     let mut users: Vec<Vec<PlatformEvents>> = Vec::new();
     let mut user_pos: HashMap<&UserId, usize> = HashMap::new();
@@ -258,17 +271,31 @@ pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
             None => {
                 platforms.push(PlatformEvents {
                     platform: &e.platform,
-                    plain: Vec::new(),
-                    with_credits: Vec::new(),
+                    chunks: Vec::new(),
+                    credits_in_last: 0,
+                    settling: Vec::new(),
                 });
                 platforms.len() - 1
             }
         };
-        // An event with credits or settling a reservation is written alone.
-        if e.credits.is_some() || e.reservation_id.is_some() {
-            platforms[p].with_credits.push(i);
+        let group = &mut platforms[p];
+        if e.reservation_id.is_some() {
+            group.settling.push(i);
+            continue;
+        }
+        let credits = usize::from(e.credits.is_some());
+        let fits = group.chunks.last().is_some_and(|last| {
+            actions_of_write(last.len() + 1, group.credits_in_last + credits)
+                <= MAX_ACTIONS_PER_WRITE
+        });
+        if fits {
+            group.credits_in_last += credits;
+            if let Some(last) = group.chunks.last_mut() {
+                last.push(i);
+            }
         } else {
-            platforms[p].plain.push(i);
+            group.chunks.push(vec![i]);
+            group.credits_in_last = credits;
         }
     }
     users
@@ -276,8 +303,8 @@ pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
         .map(|platforms| {
             let mut writes = Vec::new();
             for p in platforms {
-                writes.extend(p.plain.chunks(MAX_EVENTS_PER_WRITE).map(<[usize]>::to_vec));
-                writes.extend(p.with_credits.into_iter().map(|i| vec![i]));
+                writes.extend(p.chunks);
+                writes.extend(p.settling.into_iter().map(|i| vec![i]));
             }
             writes
         })
@@ -585,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn groups_per_user_platform_and_credits() {
+    fn groups_per_user_platform_within_the_action_limit() {
         let mk = |id: &str, user: &str, platform: &str, credits: Option<i64>| {
             let mut f = serde_json::json!({"event_id": id, "user_id": user, "platform": platform});
             if let Some(c) = credits {
@@ -601,18 +628,53 @@ mod tests {
             mk("e", "u1", "openai", None),
             mk("f", "u1", "openai", Some(1)),
         ];
+        // Events with credits join the user's write for the platform.
         let groups = write_groups(&events);
-        assert_eq!(
-            groups,
-            vec![vec![vec![0, 4], vec![3], vec![5], vec![2]], vec![vec![1]]]
-        );
+        assert_eq!(groups, vec![vec![vec![0, 3, 4, 5], vec![2]], vec![vec![1]]]);
+        // A settling event is written alone.
+        let mut settling = mk("g", "u1", "openai", Some(2));
+        settling.reservation_id =
+            Some(ReservationId::parse("rsv-1700000000000-5-2-abcdefabcdefabcd").unwrap());
+        events.push(settling);
+        let groups = write_groups(&events);
+        assert_eq!(groups[0], vec![vec![0, 3, 4, 5], vec![6], vec![2]]);
+
         events.clear();
         for i in 0..250 {
             events.push(mk(&format!("e{i}"), "u", "openai", None));
         }
+        let sizes: Vec<usize> = write_groups(&events)[0].iter().map(Vec::len).collect();
+        assert_eq!(sizes, [99, 99, 52]);
+        // With credits: 2 actions per event plus the quota item and the account.
+        events.clear();
+        for i in 0..120 {
+            events.push(mk(&format!("c{i}"), "u", "openai", Some(1)));
+        }
         let groups = write_groups(&events);
         let sizes: Vec<usize> = groups[0].iter().map(Vec::len).collect();
-        assert_eq!(sizes, [99, 99, 52]);
+        assert_eq!(sizes, [49, 49, 22]);
+        assert_eq!(actions_of_write(49, 49), MAX_ACTIONS_PER_WRITE);
+        // Mixed: every chunk fits, and no event is left out or repeated.
+        events.clear();
+        for i in 0..300 {
+            events.push(mk(
+                &format!("m{i}"),
+                "u",
+                "openai",
+                (i % 3 == 0).then_some(1),
+            ));
+        }
+        let groups = write_groups(&events);
+        let mut seen: Vec<usize> = groups[0].concat();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        for chunk in &groups[0] {
+            let credits = chunk
+                .iter()
+                .filter(|&&i| events[i].credits.is_some())
+                .count();
+            assert!(actions_of_write(chunk.len(), credits) <= MAX_ACTIONS_PER_WRITE);
+        }
     }
 
     /// Processing time of the plans below: after every event they hold.

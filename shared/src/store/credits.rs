@@ -300,11 +300,26 @@ impl DynamoStore {
         applied: &Applied,
         release: i64,
     ) -> Result<Vec<TransactWriteItem>, Error> {
-        let after = &applied.after;
+        self.ledger_chain_actions(std::slice::from_ref(applied), release)
+    }
+
+    /// The actions of consecutive balance changes of one account (each applied
+    /// to the account the previous one left): ONE account update, from the
+    /// first change's `before` (its `seq` is the condition) to the last one's
+    /// `after`, and a ledger entry put per change, their `seq`s consecutive.
+    pub fn ledger_chain_actions(
+        &self,
+        chain: &[Applied],
+        release: i64,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
+        let (Some(first), Some(last)) = (chain.first(), chain.last()) else {
+            return Err(Error::Internal("a ledger write needs a change".into()));
+        };
+        let after = &last.after;
         let now = after
             .updated_at
             .ok_or_else(|| Error::Internal("applied account without updated_at".into()))?;
-        let (condition, read_seq) = unchanged_condition(&applied.before);
+        let (condition, read_seq) = unchanged_condition(&first.before);
         let mut update = Update::builder()
             .table_name(self.table())
             .set_key(Some(account_key(&after.user_id)))
@@ -337,19 +352,20 @@ impl DynamoStore {
             Some(seq) => update.expression_attribute_values(":read_seq", attr::n(seq)),
             None => update.expression_attribute_names("#pk", keys::PK),
         };
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(ledger_item(&applied.entry)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .build()
-            .map_err(attr::build_err)?;
-        Ok(vec![
-            TransactWriteItem::builder()
-                .update(update.build().map_err(attr::build_err)?)
-                .build(),
-            TransactWriteItem::builder().put(put).build(),
-        ])
+        let mut actions = vec![TransactWriteItem::builder()
+            .update(update.build().map_err(attr::build_err)?)
+            .build()];
+        for applied in chain {
+            let put = Put::builder()
+                .table_name(self.table())
+                .set_item(Some(ledger_item(&applied.entry)))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", keys::PK)
+                .build()
+                .map_err(attr::build_err)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(actions)
     }
 
     /// A condition check that `account` is still as read (for writes that plan
@@ -447,6 +463,7 @@ impl DynamoStore {
                 self.stats().record_replans(replans);
                 break;
             }
+            self.retry_stats().replanned();
             account = match fresh {
                 // First loss: retry at once against the state the condition reported
                 // (one racing writer is the common case; no extra read).

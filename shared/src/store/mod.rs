@@ -35,6 +35,7 @@ use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
 };
 use aws_config::meta::region::ProvideRegion;
+use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryMode};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::Client;
@@ -48,6 +49,27 @@ const FALLBACK_REGION: &str = "us-east-1";
 const ENDPOINT_VARS: &[&str] = &["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"];
 /// Set to `true`, the SDK ignores the endpoint overrides.
 const IGNORE_ENDPOINT_VAR: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+
+/// The SDK's retry settings from `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, as
+/// its configuration loader reads them (without the profile files a Lambda
+/// never has): standard mode, 3 attempts unless they say otherwise. A value
+/// the loader would refuse is logged and ignored.
+fn retry_config(var: impl Fn(&str) -> Option<String>) -> RetryConfig {
+    let mut config = RetryConfig::standard();
+    if let Some(mode) = var("AWS_RETRY_MODE") {
+        match mode.parse::<RetryMode>() {
+            Ok(mode) => config = config.with_retry_mode(mode),
+            Err(e) => tracing::warn!(%e, "AWS_RETRY_MODE ignored"),
+        }
+    }
+    if let Some(attempts) = var("AWS_MAX_ATTEMPTS") {
+        match attempts.trim().parse::<u32>() {
+            Ok(n) if n > 0 => config = config.with_max_attempts(n),
+            _ => tracing::warn!(attempts, "AWS_MAX_ATTEMPTS ignored (a whole number >= 1)"),
+        }
+    }
+    config
+}
 
 /// The one HTTP(S) client: rustls on ring with the system's root certificates
 /// (the SDK's default client would bring aws-lc, a second crypto library).
@@ -79,6 +101,7 @@ pub struct DynamoStore {
     table: Arc<str>,
     stats: Arc<RequestStats>,
     open_outcomes: Arc<txn::OpenOutcomes>,
+    retries: Arc<txn::RetryStats>,
 }
 
 impl DynamoStore {
@@ -109,8 +132,9 @@ impl DynamoStore {
     /// standard endpoint overrides (`AWS_ENDPOINT_URL_DYNAMODB`,
     /// `AWS_ENDPOINT_URL`). No profile files, SSO, credential processes or
     /// instance metadata: Lambda has none, and their code stays out of the
-    /// binaries. Retries and timeouts are the SDK's defaults, as from
-    /// [`Self::from_env`].
+    /// binaries. Retries are the SDK's standard mode with `AWS_MAX_ATTEMPTS`
+    /// and `AWS_RETRY_MODE` honoured, as [`Self::from_env`]'s loader does;
+    /// timeouts are the SDK's defaults.
     pub async fn from_lambda_env(config: &Config) -> Self {
         let region = EnvironmentVariableRegionProvider::new()
             .region()
@@ -120,6 +144,7 @@ impl DynamoStore {
             .behavior_version(BehaviorVersion::latest())
             .http_client(http_client())
             .region(region)
+            .retry_config(retry_config(|var| std::env::var(var).ok()))
             .credentials_provider(EnvironmentVariableCredentialsProvider::new());
         builder.set_endpoint_url(endpoint_url_from_env());
         Self::with_builder(builder, &config.table_name)
@@ -173,6 +198,7 @@ impl DynamoStore {
             table: table.into(),
             stats,
             open_outcomes,
+            retries: Arc::default(),
         }
     }
 
@@ -183,6 +209,7 @@ impl DynamoStore {
             table: table.into(),
             stats: Arc::new(RequestStats::default()),
             open_outcomes: self.open_outcomes.clone(),
+            retries: Arc::default(),
         }
     }
 
@@ -309,6 +336,34 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         endpoint_url(|name| vars.get(name).cloned())
+    }
+
+    fn retry_with(vars: &[(&str, &str)]) -> RetryConfig {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        retry_config(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn retry_settings_as_the_sdk_loader_reads_them() {
+        let default = retry_with(&[]);
+        assert_eq!(
+            (default.max_attempts(), default.mode()),
+            (3, RetryMode::Standard)
+        );
+        let set = retry_with(&[("AWS_MAX_ATTEMPTS", "5"), ("AWS_RETRY_MODE", "adaptive")]);
+        assert_eq!((set.max_attempts(), set.mode()), (5, RetryMode::Adaptive));
+        let one = retry_with(&[("AWS_MAX_ATTEMPTS", " 1 "), ("AWS_RETRY_MODE", "Standard")]);
+        assert_eq!((one.max_attempts(), one.mode()), (1, RetryMode::Standard));
+        for bad in [
+            ("AWS_MAX_ATTEMPTS", "0"),
+            ("AWS_MAX_ATTEMPTS", "x"),
+            ("AWS_RETRY_MODE", "legacy"),
+        ] {
+            assert_eq!(retry_with(&[bad]), default, "{bad:?}");
+        }
     }
 
     #[test]

@@ -360,6 +360,7 @@ impl DynamoStore {
                 if reasons.iter().any(|r| r.is_condition_failed())
                     || reasons.iter().all(|r| r.is_transient_or_none()) =>
             {
+                self.retry_stats().replanned();
                 Ok(Attempt::Retry)
             }
             Settled::Cancelled { reasons, .. } => Err(Error::Internal(format!(

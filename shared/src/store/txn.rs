@@ -15,6 +15,20 @@
 //! answers with the first send's success for 10 minutes) until it settles, and
 //! never lets a caller re-plan (fresh read, new token) while the outcome is
 //! open: that would apply the change a second time.
+//!
+//! One retry layer, three roles that do not overlap:
+//! - the SDK's standard retry (`AWS_MAX_ATTEMPTS` attempts, default 3; mode
+//!   `AWS_RETRY_MODE`) retries throttling, `TransactionInProgressException`,
+//!   5xx, timeouts and dropped connections, resending the identical request;
+//! - [`DynamoStore::transact_settled`] resends only a transaction whose
+//!   outcome is still open after the SDK gave up (at most
+//!   [`SETTLE_BACKOFF`]`.max_attempts` requests); a throttled write with
+//!   nothing open is 503 at once;
+//! - the callers' loops re-plan only after a cancellation: a failed condition
+//!   (learned from `ALL_OLD`) or a conflicting transaction (after a jittered
+//!   pause), each within its own bound.
+//!
+//! [`RetryStats`] counts what this layer saw (sends, conflicts, re-plans).
 
 use super::attr::Item;
 use super::DynamoStore;
@@ -32,6 +46,7 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use rand::Rng;
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -121,6 +136,11 @@ pub enum Settled {
 }
 
 impl CancelReason {
+    /// Another transaction held one of the items.
+    pub fn is_conflict(&self) -> bool {
+        self.code.as_deref() == Some("TransactionConflict")
+    }
+
     /// Reasons that only say "another transaction was in the way" (or the
     /// action was not the cause): nothing to decode, re-plan after a pause.
     pub fn is_transient_or_none(&self) -> bool {
@@ -134,8 +154,8 @@ impl CancelReason {
 }
 
 /// Identical resends of one transaction whose outcome is open (each send is
-/// itself up to 3 SDK attempts with the SDK's own backoff), kept well inside
-/// the functions' 10 s timeout.
+/// itself up to `AWS_MAX_ATTEMPTS`, default 3, SDK attempts with the SDK's own
+/// backoff), kept well inside the functions' 10 s timeout.
 pub const SETTLE_BACKOFF: Backoff = Backoff {
     max_attempts: 3,
     base: Duration::from_millis(50),
@@ -230,8 +250,11 @@ impl Intercept for OutcomeWatch {
 /// What one send's failure means for the transaction.
 enum SendFailure {
     Cancelled(Vec<CancelReason>),
-    /// Throttled, in progress, 5xx, timeout, connection: resend identically.
-    Resend(String),
+    /// The outcome is open (an earlier request under this token is still in
+    /// progress, a 5xx, a timeout, a dropped connection): resend identically.
+    Open(String),
+    /// Throttled: nothing was applied by this request; the SDK already retried.
+    Throttled(String),
     /// Refused for good (validation, permissions, ...).
     Fatal(String),
 }
@@ -248,33 +271,37 @@ fn classify(err: SdkError<TransactWriteItemsError>) -> SendFailure {
                     })
                     .collect(),
             ),
-            TransactWriteItemsError::TransactionInProgressException(_)
-            | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+            TransactWriteItemsError::ProvisionedThroughputExceededException(_)
             | TransactWriteItemsError::RequestLimitExceeded(_)
-            | TransactWriteItemsError::ThrottlingException(_)
+            | TransactWriteItemsError::ThrottlingException(_) => {
+                SendFailure::Throttled(format!("{:?}", service.err()))
+            }
+            TransactWriteItemsError::TransactionInProgressException(_)
             | TransactWriteItemsError::InternalServerError(_) => {
-                SendFailure::Resend(format!("{:?}", service.err()))
+                SendFailure::Open(format!("{:?}", service.err()))
             }
             other if service.raw().status().as_u16() >= 500 => {
-                SendFailure::Resend(format!("{other:?}"))
+                SendFailure::Open(format!("{other:?}"))
             }
             other => SendFailure::Fatal(format!("{other:?}")),
         },
         // Nothing was sent.
         SdkError::ConstructionFailure(_) => SendFailure::Fatal(format!("{err:?}")),
         // Timeout, connection or unreadable answer: the engine may have applied it.
-        _ => SendFailure::Resend(format!("{err:?}")),
+        _ => SendFailure::Open(format!("{err:?}")),
     }
 }
 
 impl DynamoStore {
     /// Sends `actions` as one `TransactWriteItems` under `token` until its
-    /// outcome is known: committed, or cancelled (nothing written). Throttling,
-    /// `TransactionInProgressException`, 5xx, timeouts and dropped connections
-    /// leave it open; the identical request is then resent with the same
-    /// token (at most `backoff.max_attempts` sends), which DynamoDB answers
-    /// with the first send's outcome if that one committed. If it never
-    /// settles: 503 `store_unavailable`, outcome unknown, never a re-plan.
+    /// outcome is known: committed, or cancelled (nothing written). The SDK
+    /// retries throttling, `TransactionInProgressException`, 5xx, timeouts and
+    /// dropped connections itself. When an attempt left the outcome open (no
+    /// answer, or a 5xx) and the SDK gave up, the identical request is resent
+    /// with the same token (at most `backoff.max_attempts` requests), which
+    /// DynamoDB answers with the first send's outcome if that one committed.
+    /// If it never settles: 503 `store_unavailable`, outcome unknown, never a
+    /// re-plan. Throttled with nothing open: 503 at once.
     pub async fn transact_settled(
         &self,
         actions: Vec<TransactWriteItem>,
@@ -282,10 +309,25 @@ impl DynamoStore {
         consumed_capacity: bool,
         backoff: &Backoff,
     ) -> Result<Settled, Error> {
+        self.transact_settled_counted(actions, token, consumed_capacity, backoff)
+            .await
+            .0
+    }
+
+    /// [`Self::transact_settled`], also saying how many requests it sent
+    /// (each one up to the SDK's attempts).
+    pub async fn transact_settled_counted(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        token: &str,
+        consumed_capacity: bool,
+        backoff: &Backoff,
+    ) -> (Result<Settled, Error>, u32) {
         let mut after_unknown = false;
         let mut send = 0;
         loop {
             send += 1;
+            self.retries.sent();
             let mut request = self
                 .client()
                 .transact_write_items()
@@ -297,34 +339,100 @@ impl DynamoStore {
             let sent = request.send().await;
             after_unknown |= self.open_outcomes.take(token);
             let failure = match sent {
-                Ok(out) => return Ok(Settled::Committed(out)),
+                Ok(out) => return (Ok(Settled::Committed(out)), send),
                 Err(err) => classify(err),
             };
-            match failure {
+            let outcome = match failure {
                 SendFailure::Cancelled(reasons) => {
-                    return Ok(Settled::Cancelled {
+                    if reasons.iter().any(CancelReason::is_conflict) {
+                        self.retries.conflict_seen();
+                    }
+                    Ok(Settled::Cancelled {
                         reasons,
                         after_unknown,
                     })
                 }
-                SendFailure::Fatal(text) if after_unknown => {
-                    return Err(Error::StoreUnavailable(format!(
-                        "the write's outcome is unknown (an earlier send may have applied it): {text}"
+                SendFailure::Fatal(text) if after_unknown => Err(Error::StoreUnavailable(format!(
+                    "the write's outcome is unknown (an earlier send may have applied it): {text}"
+                ))),
+                SendFailure::Fatal(text) => Err(Error::StoreUnavailable(text)),
+                // Throttled with nothing open: the SDK's attempts were the
+                // retries; the caller's client (or SQS) tries again later.
+                SendFailure::Throttled(text) if !after_unknown => Err(Error::StoreUnavailable(
+                    format!("the write was throttled; retry the request: {text}"),
+                )),
+                SendFailure::Open(text) | SendFailure::Throttled(text)
+                    if send >= backoff.max_attempts =>
+                {
+                    Err(Error::StoreUnavailable(format!(
+                        "the write's outcome is unknown (it may have been applied); \
+                         retry the request with the same Idempotency-Key: {text}"
                     )))
                 }
-                SendFailure::Fatal(text) => return Err(Error::StoreUnavailable(text)),
-                SendFailure::Resend(text) if send >= backoff.max_attempts => {
-                    return Err(Error::StoreUnavailable(if after_unknown {
-                        format!(
-                            "the write's outcome is unknown (it may have been applied); \
-                             retry the request with the same Idempotency-Key: {text}"
-                        )
-                    } else {
-                        format!("the write was throttled; retry the request: {text}")
-                    }))
+                SendFailure::Open(_) | SendFailure::Throttled(_) => {
+                    after_unknown = true;
+                    tokio::time::sleep(backoff.delay(send)).await;
+                    continue;
                 }
-                SendFailure::Resend(_) => tokio::time::sleep(backoff.delay(send)).await,
-            }
+            };
+            return (outcome, send);
+        }
+    }
+
+    /// What the retry layer counted on this store's sends.
+    pub fn retry_stats(&self) -> &RetryStats {
+        &self.retries
+    }
+}
+
+/// What the retry layer saw, counted on one store (its clones share it):
+/// transactions sent (each up to the SDK's attempts), cancellations by a
+/// conflicting transaction, and re-plans after a cancellation. Functions
+/// running in Lambda emit them per invocation ([`crate::metrics::retries`]).
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    sends: AtomicU64,
+    conflicts: AtomicU64,
+    replans: AtomicU64,
+}
+
+/// A reading of [`RetryStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetryCounts {
+    pub sends: u64,
+    pub conflicts: u64,
+    pub replans: u64,
+}
+
+impl RetryStats {
+    fn sent(&self) {
+        self.sends.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn conflict_seen(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A cancelled write is planned again (after a failed condition or a
+    /// conflicting transaction).
+    pub fn replanned(&self) {
+        self.replans.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> RetryCounts {
+        RetryCounts {
+            sends: self.sends.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            replans: self.replans.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The counts since the last call (what one invocation added), zeroing them.
+    pub fn take(&self) -> RetryCounts {
+        RetryCounts {
+            sends: self.sends.swap(0, Ordering::Relaxed),
+            conflicts: self.conflicts.swap(0, Ordering::Relaxed),
+            replans: self.replans.swap(0, Ordering::Relaxed),
         }
     }
 }
@@ -438,5 +546,61 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "conflict");
+    }
+
+    #[tokio::test]
+    async fn throttling_is_the_sdks_to_retry_an_open_outcome_is_resent() {
+        use super::super::fake;
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
+        let check = || {
+            let c = ConditionCheck::builder()
+                .table_name("t")
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("y".into()))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .unwrap();
+            vec![TransactWriteItem::builder().condition_check(c).build()]
+        };
+        let quick = Backoff {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        // Throttled throughout, nothing open: the SDK's 3 attempts are the
+        // retries; one request, then 503.
+        let (url, log) = fake::serve(Box::new(|_, _| (400, fake::error("ThrottlingException"))));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, sends) = store
+            .transact_settled_counted(check(), "tok-1", false, &quick)
+            .await;
+        assert_eq!(out.unwrap_err().code(), "store_unavailable");
+        assert_eq!(sends, 1);
+        assert_eq!(log.lock().unwrap().len(), 3, "the SDK's attempts");
+        assert_eq!(store.retry_stats().counts().sends, 1);
+        // An earlier request under the token still in progress: the outcome
+        // is open, so the same request goes again once the SDK gave up.
+        let (url, log) = fake::serve(Box::new(|_, n| match n {
+            n if n < 3 => (400, fake::error("TransactionInProgressException")),
+            _ => (200, "{}".into()),
+        }));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, sends) = store
+            .transact_settled_counted(check(), "tok-2", false, &quick)
+            .await;
+        assert!(matches!(out.unwrap(), Settled::Committed(_)));
+        assert_eq!(sends, 2);
+        assert_eq!(log.lock().unwrap().len(), 4);
+        // A conflict is a cancellation, counted by the layer.
+        let conflict = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"x","CancellationReasons":[{"Code":"TransactionConflict"}]}"#;
+        let (url, _) = fake::serve(Box::new(move |_, _| (400, conflict.into())));
+        let store = DynamoStore::for_local_endpoint(&url, "t");
+        let (out, _) = store
+            .transact_settled_counted(check(), "tok-3", false, &quick)
+            .await;
+        assert!(matches!(out.unwrap(), Settled::Cancelled { .. }));
+        let counts = store.retry_stats().take();
+        assert_eq!((counts.sends, counts.conflicts), (1, 1));
+        assert_eq!(store.retry_stats().counts(), RetryCounts::default());
     }
 }
