@@ -129,6 +129,17 @@ proptest! {
         prop_assert!(parse_credits("credits", &beyond.to_string()).is_err());
     }
 
+    /// Any text that is no number is refused as such, never a panic (cargo
+    /// fuzz found a multi-byte character after a digit panicking).
+    #[test]
+    fn integer_reads_only_numbers(digit in "[0-9-]", rest in any::<String>()) {
+        let text = format!("{digit}{rest}");
+        let number = regex_lite::Regex::new(r"^-?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?$").unwrap();
+        if !number.is_match(&text) {
+            prop_assert_eq!(integer(&text), Err(NotAnInteger::NotANumber), "{:?}", text);
+        }
+    }
+
     #[test]
     fn credit_text_is_an_integer_exactly_when_it_reads_as_one(text in amount_like()) {
         let t = text.trim();
