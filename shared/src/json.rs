@@ -338,7 +338,12 @@ pub fn integer(text: &str) -> Result<i64, NotAnInteger> {
         digits[..digits.len() - drop].to_string()
     } else {
         // More than 19 digits is out of range (so the zeros are never built).
-        if digits.len() as i64 + shift > 19 {
+        // Checked: an exponent near i64::MAX (`1e9223372036854775807`) would
+        // wrap and build that many zeros (found by cargo fuzz).
+        if (digits.len() as i64)
+            .checked_add(shift)
+            .is_none_or(|n| n > 19)
+        {
             return Err(NotAnInteger::OutOfRange);
         }
         format!("{digits}{}", "0".repeat(shift as usize))

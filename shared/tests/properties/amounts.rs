@@ -129,6 +129,23 @@ proptest! {
         prop_assert!(parse_credits("credits", &beyond.to_string()).is_err());
     }
 
+    /// Exponents at the ends of i64: out of range or a fraction, never an
+    /// overflow (cargo fuzz found `1000.0e9223372036854775807` wrapping).
+    #[test]
+    fn integer_exponents_at_the_extremes(
+        digits in "[1-9][0-9]{0,5}",
+        frac in "[0-9]{0,3}",
+        exp in prop_oneof![Just(i64::MAX), Just(i64::MIN), (i64::MAX - 100)..=i64::MAX, i64::MIN..(i64::MIN + 100)],
+    ) {
+        let text = if frac.is_empty() { format!("{digits}e{exp}") } else { format!("{digits}.{frac}e{exp}") };
+        let expected = if exp > 0 { NotAnInteger::OutOfRange } else { NotAnInteger::Fraction };
+        prop_assert_eq!(integer(&text), Err(expected), "{}", text);
+        let body = format!("{{\"delta\": {text}, \"reason\": \"x\"}}");
+        let parsed = spendguard_core::json::from_str::<spendguard_core::domain::credits::AdjustBody>(&body)
+            .and_then(spendguard_core::domain::credits::AdjustRequest::from_body);
+        prop_assert_eq!(parsed.unwrap_err().code(), "invalid_amount");
+    }
+
     /// Any text that is no number is refused as such, never a panic (cargo
     /// fuzz found a multi-byte character after a digit panicking).
     #[test]
