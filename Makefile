@@ -5,6 +5,7 @@
 #   make build      release Lambda artifacts: target/lambda/<function>/bootstrap
 #   make deploy     sam build && sam deploy --guided (see README, Deploy)
 #   make fuzz       schemathesis against the local stack with docs/openapi.yaml
+#   make fuzz-targets  cargo fuzz (libFuzzer) on the body and event parsers, FUZZ_SECONDS each
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -19,7 +20,7 @@ LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
 .PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
-	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz
+	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz fuzz-ci fuzz-targets
 
 run:
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -133,6 +134,26 @@ cfn-lint: .cfn-lint
 FUZZ_EXAMPLES ?= 100
 fuzz: .schemathesis
 	$(WITH_TOOLS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
+
+# CI's bounded run of the same (.ci/run): a few cases per operation and phase.
+FUZZ_CI_EXAMPLES ?= 20
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_EXAMPLES=$(FUZZ_CI_EXAMPLES)
+
+# cargo fuzz targets of the body and event parsers (fuzz/, a workspace of its
+# own): each runs FUZZ_SECONDS with libFuzzer (nightly, or the default
+# toolchain with RUSTC_BOOTSTRAP=1; scripts/fuzz-targets.sh). cargo-fuzz is
+# built once from crates.io, pinned, into .tools/cargo.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
+FUZZ_SECONDS ?= 30
+$(TOOLS)/cargo/.cargo-fuzz-$(CARGO_FUZZ_VERSION):
+	@echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) into $(TOOLS)/cargo"
+	$(CARGO) install --locked --quiet --root "$(TOOLS)/cargo" cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	@touch "$@"
+
+fuzz-targets: $(TOOLS)/cargo/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
+	PATH="$(TOOLS)/cargo/bin:$$PATH" FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz-targets.sh $(FUZZ_TARGETS)
 
 # --- Lambda artifacts (cargo-lambda) ---
 # LAMBDA_ARCH=arm64 (what the template deploys) or x86-64. Left empty, arm64

@@ -298,12 +298,23 @@ pub fn integer(text: &str) -> Result<i64, NotAnInteger> {
     if !unsigned.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(NotAnInteger::NotANumber);
     }
-    // Past its first character the text is a JSON number (the reader checked it).
     let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
         Some((m, e)) => (m, Some(e)),
         None => (unsigned, None),
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The callers pass a JSON number's text, but this is a public reader: any
+    // other text is no number (cargo fuzz found the byte slicing below
+    // panicking inside a multi-byte character).
+    let exponent_digits = exponent.map(|e| e.strip_prefix(['+', '-']).unwrap_or(e));
+    if !int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .all(|b| b.is_ascii_digit())
+        || exponent_digits.is_some_and(|e| e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(NotAnInteger::NotANumber);
+    }
     let digits = format!("{int_part}{frac_part}");
     let digits = digits.trim_start_matches('0');
     if digits.is_empty() {
@@ -327,7 +338,12 @@ pub fn integer(text: &str) -> Result<i64, NotAnInteger> {
         digits[..digits.len() - drop].to_string()
     } else {
         // More than 19 digits is out of range (so the zeros are never built).
-        if digits.len() as i64 + shift > 19 {
+        // Checked: an exponent near i64::MAX (`1e9223372036854775807`) would
+        // wrap and build that many zeros (found by cargo fuzz).
+        if (digits.len() as i64)
+            .checked_add(shift)
+            .is_none_or(|n| n > 19)
+        {
             return Err(NotAnInteger::OutOfRange);
         }
         format!("{digits}{}", "0".repeat(shift as usize))

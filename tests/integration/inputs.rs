@@ -467,3 +467,48 @@ async fn an_object_field_sent_as_an_array_is_refused() {
     }
     assert_eq!(env.table_snapshot().await, before, "a refused body wrote");
 }
+
+/// An integer whose exponent is near i64::MAX used to overflow the integer
+/// reader (a panic with overflow checks; in release, a wrapped length and an
+/// attempt to build that many zeros): refused like any out-of-range integer,
+/// in a request body and in a usage event.
+#[tokio::test]
+async fn integers_with_extreme_exponents_are_refused_not_a_crash() {
+    let env = TestEnv::new().await;
+    for number in ["1000.0e9223372036854775807", "1e9223372036854775807"] {
+        let res = adjust_raw(&env, &format!(r#"{{"delta": {number}, "reason": "x"}}"#)).await;
+        res.assert_error(400, "invalid_amount");
+        let res = env
+            .post("/v1/admin/redemption-codes")
+            .as_admin()
+            .header("content-type", "application/json")
+            .raw_body(format!(
+                r#"{{"count": {number}, "credits": 1, "max_uses": 1}}"#
+            ))
+            .send()
+            .await;
+        assert_eq!(res.status, 400, "{}", res.text);
+    }
+    let event = json!({
+        "event_id": "extreme-1", "user_id": "alice", "platform": "openai",
+        "cost_usd": "0.5", "occurred_at": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string()
+    .replace('}', r#", "credits": 1e9223372036854775807}"#);
+    let batch = serde_json::from_value(json!({"Records": [{
+        "messageId": "m-extreme", "receiptHandle": "rh", "body": event,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
+    }]}))
+    .unwrap();
+    let outcome = env.gateway.functions().usage_ingest.process(batch).await;
+    let failed: Vec<&str> = outcome
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m-extreme"], "reported failed, not applied");
+    assert_eq!(env.available("alice").await, 0);
+}

@@ -689,3 +689,18 @@ async fn the_cli_lists_a_users_pending_reservations() {
     assert!(!out.contains(&voided), "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+/// A usage event naming a forged reservation id whose instant lies beyond the
+/// calendar used to crash ingest (window arithmetic overflowed): it applies as
+/// a plain event, as an unknown reservation does.
+#[tokio::test]
+async fn an_event_naming_a_reservation_id_beyond_the_calendar_applies_as_a_plain_event() {
+    let env = TestEnv::new().await;
+    let forged = "rsv-8210266876799999-10000000000-0-forged";
+    ingest(
+        &env,
+        &[event("forged-1", USER, "0.25", Utc::now(), Some(forged))],
+    )
+    .await;
+    assert_eq!(daily(&env, USER).await["usage_usd"], "0.25");
+}

@@ -39,6 +39,8 @@ pub const PENDING_SHARDS: u32 = 8;
 /// How long a reservation record is kept after it was created (TTL): longer
 /// than SQS keeps the usage event that may settle it (14 days).
 pub const RECORD_RETENTION: Duration = Duration::days(16);
+/// The last millisecond of 9999-12-31 UTC: the latest instant an id may carry.
+const MAX_ID_MILLIS: i64 = 253_402_300_799_999;
 /// Longest `request_id` accepted (bytes).
 pub const MAX_REQUEST_ID_LEN: usize = 256;
 
@@ -128,7 +130,10 @@ impl ReservationId {
         let atoms: i128 = parts.next()?.parse().ok()?;
         let credits: i64 = parts.next()?.parse().ok()?;
         parts.next().filter(|n| !n.is_empty())?;
-        if atoms < 0 || credits < 0 {
+        // An id is client input (a usage event names one): an instant outside
+        // RFC 3339's years (0000-9999) is no id of ours, and one near the ends
+        // of chrono's range would overflow the window arithmetic.
+        if atoms < 0 || credits < 0 || !(0..=MAX_ID_MILLIS).contains(&ms) {
             return None;
         }
         Some(IdHint {
@@ -597,7 +602,17 @@ mod tests {
         assert_eq!(hint.estimate, usd("0.1"));
         assert_eq!(hint.credits, 7);
         assert!(id.shard() < PENDING_SHARDS);
-        for bad in ["x", "rsv-1-2", "rsv-a-1-1-n", "rsv-1--1-1-n", "rsv-1-1-1-"] {
+        // The last two: instants no id of ours carries, whose windows would
+        // overflow chrono (a usage event naming one crashed ingest).
+        for bad in [
+            "x",
+            "rsv-1-2",
+            "rsv-a-1-1-n",
+            "rsv-1--1-1-n",
+            "rsv-1-1-1-",
+            "rsv-253402300800000-1-1-n",
+            "rsv-8210266876799999-1-1-n",
+        ] {
             assert!(ReservationId(bad.into()).hint().is_none(), "{bad}");
         }
     }
