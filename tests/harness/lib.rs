@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 pub mod fault;
+pub mod invariants;
+pub mod scenario;
 
 pub use fault::{Fault, FaultProxy};
 pub use spendguard_local::jwt::Role;
@@ -199,7 +201,19 @@ impl TestEnv {
     /// Every item of this test's table by `(pk, sk)`, each rendered canonically:
     /// two snapshots are equal exactly when the table is byte-for-byte unchanged.
     pub async fn table_snapshot(&self) -> BTreeMap<(String, String), String> {
-        let mut all = BTreeMap::new();
+        self.scan_items()
+            .await
+            .iter()
+            .map(|item| {
+                let key = |k: &str| item[k].as_s().expect("string key").clone();
+                ((key("pk"), key("sk")), canonical_item(item))
+            })
+            .collect()
+    }
+
+    /// Every item of this test's table (strongly consistent Scan, every page).
+    pub async fn scan_items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let mut all = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -212,10 +226,7 @@ impl TestEnv {
                 .send()
                 .await
                 .expect("scan");
-            for item in out.items() {
-                let key = |k: &str| item[k].as_s().expect("string key").clone();
-                all.insert((key("pk"), key("sk")), canonical_item(item));
-            }
+            all.extend(out.items().iter().cloned());
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
                 return all;

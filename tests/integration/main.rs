@@ -7,6 +7,7 @@ mod dependencies;
 mod faults;
 mod foundation;
 mod inputs;
+mod invariants;
 mod local_stack;
 mod quotas;
 mod redemption;

@@ -156,6 +156,7 @@ async fn a_burst_of_500_reservations_admits_exactly_what_fits_and_settles_exactl
     // (10 - 7) / 0.07 = 42.86: exactly 42 more fit.
     let more = burst(&env, USER, 60, "0.07").await;
     assert_eq!(more.len(), 42);
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -303,6 +304,7 @@ async fn void_twice_is_200_then_409_and_a_settle_after_it_applies_as_a_plain_eve
         .send()
         .await
         .assert_error(403, "forbidden");
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -356,6 +358,7 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
         (json!("2.25"), json!("0"))
     );
     assert_eq!(get_reservation(&env, &other).await["status"], "settled");
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -493,6 +496,7 @@ async fn credit_holds_never_exceed_the_balance_and_only_settlement_writes_the_le
     )
     .await;
     assert_eq!(env.full_ledger(USER).await.len(), 2);
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
