@@ -17,6 +17,7 @@ use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, G
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+pub mod chaos;
 pub mod fault;
 pub mod invariants;
 pub mod scenario;
@@ -106,8 +107,22 @@ impl TestEnv {
             return None;
         };
         let proxy = FaultProxy::start(url);
-        let env = Self::build_at(|_| {}, clock, Some(proxy.url())).await;
+        let env = Self::behind(&proxy, clock).await;
         Some((env, proxy))
+    }
+
+    /// A proxy in front of the local engine (`None` as for [`Self::with_faults`]).
+    pub fn fault_proxy() -> Option<FaultProxy> {
+        match engine() {
+            Engine::Local(url) => Some(FaultProxy::start(url)),
+            Engine::FromEnv => None,
+        }
+    }
+
+    /// Default configuration, a fresh table, the functions' store talking to
+    /// the engine through `proxy` (so a long run can reuse one proxy).
+    pub async fn behind(proxy: &FaultProxy, clock: Clock) -> Self {
+        Self::build_at(|_| {}, clock, Some(proxy.url())).await
     }
 
     async fn build_at(
