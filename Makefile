@@ -5,6 +5,7 @@
 #   make build      release Lambda artifacts: target/lambda/<function>/bootstrap
 #   make deploy     sam build && sam deploy --guided (see README, Deploy)
 #   make fuzz       schemathesis against the local stack with docs/openapi.yaml
+#   make soak       seeded fault schedules for SOAK_MINUTES (default 30), zero violations expected
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -19,7 +20,7 @@ LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
 .PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
-	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz
+	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz soak
 
 run:
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -57,6 +58,16 @@ bench: coldstart
 # (COLDSTART_RUNS=21 by default; bench/coldstart/).
 coldstart:
 	CARGO="$(CARGO)" scripts/coldstart.sh
+
+# Randomized fault schedules with fresh seeds (tests/harness/chaos.rs) for
+# SOAK_MINUTES; SOAK_SEED=<n> replays one failing seed, SOAK_LANES runs in
+# parallel. Prints operations, faults by kind, invariant checks, violations.
+SOAK_MINUTES ?= 30
+SOAK_LANES ?= 4
+soak:
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_LANES=$(SOAK_LANES) SOAK_SEED=$(SOAK_SEED) \
+		$(CARGO) test -p spendguard-tests --test integration --locked -- \
+		--ignored --exact chaos::soak --nocapture
 
 # The integration suite, unchanged, against a second engine (moto, single-threaded).
 test-external:

@@ -2,11 +2,13 @@
 
 mod alerts;
 mod chaos;
+mod crash;
 mod credits;
 mod credits_cli;
 mod dependencies;
 mod faults;
 mod foundation;
+mod hotspots;
 mod inputs;
 mod invariants;
 mod local_stack;
