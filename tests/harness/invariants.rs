@@ -10,7 +10,7 @@
 //!   (event records) in the item's current window, reserved = Σ estimates of
 //!   pending reservations held in that window, headroom = limit − usage −
 //!   reserved. A window an admin reset is exempt from the usage sum (a reset
-//!   zeroes usage on purpose; its audit entry says so).
+//!   zeroes usage on purpose; its audit entry names the window).
 //! - Usage events with credits: exactly one `consume` ledger entry each, for
 //!   the event's credits; no `consume` entry without its event.
 //! - Codes: `used_count` = its redemption records ≤ `max_uses`; per user at
@@ -18,7 +18,9 @@
 //!   each user's redemption counter = their redemption records.
 //! - Audit: every admin adjustment's ledger entry has exactly one
 //!   `ADMIN_ADJUST_CREDITS` entry naming it (and each names one), every
-//!   code batch its `ADMIN_CREATE_REDEMPTION_CODES` entry.
+//!   code batch its `ADMIN_CREATE_REDEMPTION_CODES` entry, a defaults item
+//!   as many entries of its scope as its `version` (one per replace), a
+//!   quota item with a limit an entry that set the user's limits.
 //! - Idempotency: each completed key's effect (ledger entry, reservation) is
 //!   there exactly once. (A key applied twice under two different effects is
 //!   caught by the scenarios' exact totals, which know what was sent.)
@@ -237,7 +239,13 @@ pub fn check_items(items: &[Item], tz: Tz) -> Vec<Violation> {
     );
     check_event_credits(&mut c, &events, &ledgers);
     check_codes(&mut c, items, &ledgers);
-    check_audit(&mut c, &ledgers, &by_sk("CODE_BATCH#", "BATCH"), &audits);
+    check_audit(
+        &mut c,
+        &ledgers,
+        &by_sk("CODE_BATCH#", "BATCH"),
+        &by_sk("CONFIG", "QUOTA_DEFAULTS#"),
+        &audits,
+    );
     check_idempotency(
         &mut c,
         &by_sk("IDEMPOTENCY#", "IDEMPOTENCY"),
@@ -349,11 +357,28 @@ fn check_quotas(
         let subject = key(q);
         let user = s(q, "pk").unwrap_or("")[5..].to_string();
         let platform = s(q, "sk").unwrap_or("")[6..].to_string();
-        let was_reset = audits.iter().any(|(action, target, details)| {
-            action == "ADMIN_RESET_QUOTA_WINDOW"
+        let was_reset = |window: &str| {
+            audits.iter().any(|(action, target, details)| {
+                action == "ADMIN_RESET_QUOTA_WINDOW"
+                    && target.as_deref() == Some(&user)
+                    && details["platform"].as_str().is_none_or(|p| p == platform)
+                    && details["window"].as_str().is_none_or(|w| w == window)
+            })
+        };
+        let has_limit = WindowKind::ALL
+            .iter()
+            .any(|w| q.contains_key(&format!("{}_limit", w.as_str())));
+        let limits_audited = audits.iter().any(|(action, target, _)| {
+            (action == "ADMIN_REPLACE_USER_QUOTAS" || action == "ADMIN_INIT_USER_QUOTAS")
                 && target.as_deref() == Some(&user)
-                && details["platform"].as_str().is_none_or(|p| p == platform)
         });
+        if has_limit && !limits_audited {
+            c.add(
+                Kind::Audit,
+                &subject,
+                "limits set without an audit entry that sets them",
+            );
+        }
         let mine =
             |r: &&&Item| s(r, "user_id") == Some(&user) && s(r, "platform") == Some(&platform);
         for w in WindowKind::ALL {
@@ -370,7 +395,7 @@ fn check_quotas(
                 })
                 .map(|e| c.usd(e, "cost_usd").unwrap_or(0))
                 .sum();
-            if !was_reset && usage != applied {
+            if !was_reset(name) && usage != applied {
                 c.add(
                     Kind::Usage,
                     &subject,
@@ -583,6 +608,7 @@ fn check_audit(
     c: &mut Checker,
     ledgers: &BTreeMap<String, Vec<&Item>>,
     batches: &[&Item],
+    defaults: &[&Item],
     audits: &[(String, Option<String>, Value)],
 ) {
     let adjust_audits: Vec<(&str, &str)> = audits
@@ -619,6 +645,26 @@ fn check_audit(
                 format!("ADMIN_ADJUST_CREDITS names {txn}, not in the ledger"),
             );
         }
+    }
+    for d in defaults {
+        let scope = s(d, "sk")
+            .unwrap_or("")
+            .trim_start_matches("QUOTA_DEFAULTS#")
+            .replacen("source#", "source:", 1);
+        let version = c.int(d, "version").unwrap_or(0);
+        let n = audits
+            .iter()
+            .filter(|(action, _, details)| {
+                action.ends_with("_QUOTA_DEFAULTS") && details["scope"] == scope.as_str()
+            })
+            .count();
+        c.expect_eq(
+            Kind::Audit,
+            &key(d),
+            "audit entries (= its version)",
+            n as i64,
+            version,
+        );
     }
     for b in batches {
         let batch = s(b, "batch_id").unwrap_or("");

@@ -111,6 +111,7 @@ async fn an_adjust_whose_answer_is_lost_applies_once() {
     let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+    env.assert_invariants().await;
 }
 
 /// (a') When the resends never get through, the outcome is unknown: 503, and
@@ -141,6 +142,7 @@ async fn an_adjust_that_never_settles_is_503_and_applied_at_most_once() {
         sent.iter().all(|s| s.body == sent[0].body),
         "never re-planned"
     );
+    env.assert_invariants().await;
 }
 
 /// (b) A redemption that committed answers 201 (not 409 already_redeemed),
@@ -174,6 +176,7 @@ async fn a_redemption_whose_answer_is_lost_answers_201() {
             .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")),
         "a success counted as a failed attempt"
     );
+    env.assert_invariants().await;
 }
 
 /// (c) The Idempotency-Key claim commits, its answer is lost, and the SDK's
@@ -204,6 +207,7 @@ async fn an_idempotency_claim_whose_answer_is_lost_is_still_ours() {
     assert_eq!(replay.headers.get(REPLAYED).unwrap(), "true");
     assert_eq!(replay.body, res.body);
     assert_eq!(env.available("alice").await, 5);
+    env.assert_invariants().await;
 }
 
 /// (d) The redeem lock's update commits and the connection drops before the
@@ -234,6 +238,7 @@ async fn a_redeem_lock_whose_answer_is_lost_is_still_ours() {
     redeem(&env, "alice", None, &code)
         .await
         .assert_error(409, "already_redeemed");
+    env.assert_invariants().await;
 }
 
 /// The lost commit, throttled resends, then a resend cancelled by a conflict:
@@ -269,6 +274,7 @@ async fn an_adjust_cancelled_after_its_lost_commit_is_resolved_by_its_ledger_ent
     let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+    env.assert_invariants().await;
 }
 
 /// (b') A subscription-only code (no ledger entry to recognise): the re-plan
@@ -306,6 +312,7 @@ async fn a_redemption_cancelled_after_its_lost_commit_is_resolved_by_its_record(
     assert!(!snapshot
         .keys()
         .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    env.assert_invariants().await;
 }
 
 /// (e) Quota admin writes go through the same path: one change, one audit
@@ -336,6 +343,7 @@ async fn a_quota_update_cancelled_after_its_lost_commit_writes_one_audit_entry()
         "{}",
         audit.text
     );
+    env.assert_invariants().await;
 }
 
 /// A redemption stalls past its key's 30 s lease; a retry with the same key
@@ -374,4 +382,5 @@ async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
     assert!(!snapshot
         .keys()
         .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    env.assert_invariants().await;
 }

@@ -18,6 +18,12 @@ const USER: &str = "alice";
 async fn scenario() -> TestEnv {
     let now = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
     let env = TestEnv::build(|_| {}, Clock::manual(now)).await;
+    env.put("/v1/admin/quota-defaults/system")
+        .as_admin()
+        .json(&json!({"gemini": {"daily_limit_usd": "5"}}))
+        .send()
+        .await
+        .assert_status(200);
     env.put(&format!("/v1/admin/users/{USER}/quotas"))
         .as_admin()
         .json(&json!({"quotas": [{"platform": "openai", "daily_limit_usd": "100"}]}))
@@ -171,6 +177,7 @@ async fn a_scenario_over_every_item_kind_holds_every_invariant() {
         ("RESERVATION#", "RESERVATION"),
         ("CODE#", "REDEMPTION#"),
         ("AUDIT", ""),
+        ("CONFIG", "QUOTA_DEFAULTS#system"),
         ("IDEMPOTENCY#", "IDEMPOTENCY"),
     ] {
         assert!(
@@ -334,6 +341,21 @@ async fn each_kind_of_corruption_is_reported() {
                 .await;
                 let (pk, sk) = pk_sk(&a);
                 delete(env, &pk, &sk).await;
+            })
+        }),
+        ("limits without their audit", Kind::Audit, |env, _| {
+            Box::pin(async move {
+                let a = find(env, "AUDIT", "", |i| {
+                    text(i, "action") == "ADMIN_REPLACE_USER_QUOTAS"
+                })
+                .await;
+                let (pk, sk) = pk_sk(&a);
+                delete(env, &pk, &sk).await;
+            })
+        }),
+        ("defaults replaced without audit", Kind::Audit, |env, _| {
+            Box::pin(async move {
+                set(env, "CONFIG", "QUOTA_DEFAULTS#system", "version", num(2)).await;
             })
         }),
         ("a key's effect missing", Kind::Idempotency, |env, _| {
