@@ -8,16 +8,19 @@
 //!
 //! [`run_seed`] drives usage ingest (with and without credits, settling
 //! reservations), adjusts, redemptions, reservations and voids through the
-//! public entry points under such a schedule, one operation after another (so
-//! a seed replays the same operations and, the engine being deterministic
-//! for one caller, the same faults), as clients and SQS would: an HTTP
-//! request whose outcome is unknown (503, `conflict`, a key still in
-//! progress) is retried with the same `Idempotency-Key`, and failed SQS
-//! messages (`batchItemFailures`) are redelivered, same message id and body,
-//! until they succeed; some successful batches are delivered twice. Then
-//! with the faults healed it checks the invariants and the exact totals the
-//! operations imply: every event's cost once, every answered adjustment and
-//! redemption once, every reservation settled or voided.
+//! public entry points under such a schedule, mostly one operation after
+//! another, sometimes in bursts (adjusts of one account beside usage
+//! batches, at once), as clients and SQS would: an HTTP request whose outcome
+//! is unknown (503, `conflict`, a key still in progress) is retried with the
+//! same `Idempotency-Key`, and failed SQS messages (`batchItemFailures`) are
+//! redelivered, same message id and body, until they succeed; some
+//! successful batches are delivered twice. Then, with the faults healed, it
+//! checks the invariants and the exact totals the operations imply: every
+//! event's cost once, every answered adjustment and redemption once, every
+//! reservation settled or voided. A seed fixes the operations and the fault
+//! draws; the draws meet requests in arrival order, which concurrent writes
+//! (bursts, a batch's parallel writes) may vary, so a replay is close to the
+//! original run rather than identical.
 
 use crate::fault::{Fault, FaultProxy, Script};
 use crate::invariants::{report, Violation};
@@ -182,34 +185,21 @@ impl<'a> Run<'a> {
         format!("{prefix}-{}-{}", self.report.seed, self.next_id)
     }
 
-    /// Sends a request until its answer is definitive, as a client retrying
-    /// with the same key would; a key still in progress (its holder crashed
-    /// or stalled) is waited out on the manual clock.
     async fn until_definitive(
         &mut self,
         send: impl Fn() -> crate::TestRequest<'a>,
     ) -> TestResponse {
-        for attempt in 0.. {
-            let res = send().send().await;
-            let retry = match (res.status, res.error_code()) {
-                (503, _) | (409, Some("conflict")) => None,
-                (409, Some("idempotency_key_in_use")) => Some(31),
-                (409, Some("redemption_in_progress")) => Some(11),
-                _ => return res,
-            };
-            if attempt >= 60 {
-                self.report
-                    .mismatches
-                    .push(format!("never settled after 60 attempts: {}", res.text));
-                return res;
-            }
-            self.report.retries += 1;
-            if let Some(seconds) = retry {
-                let clock = &self.env.clock;
-                clock.set(clock.now() + Duration::seconds(seconds));
-            }
-        }
-        unreachable!()
+        let done = until_definitive(self.env, send).await;
+        self.absorb(&done.tally);
+        done.value
+    }
+
+    fn absorb(&mut self, tally: &Tally) {
+        self.report.retries += tally.retries;
+        self.report.redeliveries += tally.redeliveries;
+        self.report
+            .mismatches
+            .extend(tally.problems.iter().cloned());
     }
 
     fn pick<'b>(&mut self, of: &[&'b str]) -> &'b str {
@@ -347,6 +337,15 @@ impl<'a> Run<'a> {
     /// pending reservation), redelivered until every message succeeded, and
     /// now and then delivered once more whole.
     async fn usage_batch(&mut self) {
+        let messages = self.plan_batch();
+        self.deliver(messages.clone()).await;
+        if self.rng.gen_bool(0.15) {
+            self.deliver(messages).await;
+        }
+    }
+
+    /// New events, their effects added to the expected totals.
+    fn plan_batch(&mut self) -> Vec<(String, Value)> {
         let now = self.env.clock.now();
         let mut messages = Vec::new();
         for _ in 0..self.rng.gen_range(1..=8) {
@@ -382,34 +381,139 @@ impl<'a> Run<'a> {
             *total = *total + cost;
             messages.push((format!("msg-{id}"), event));
         }
-        self.deliver(messages.clone()).await;
-        if self.rng.gen_bool(0.15) {
-            self.deliver(messages).await;
-        }
+        messages
     }
 
-    async fn deliver(&mut self, mut messages: Vec<(String, Value)>) {
-        let ingest = &self.env.gateway.functions().usage_ingest;
-        for round in 0.. {
-            let outcome = ingest.process(sqs_messages(&messages)).await;
-            let failed: Vec<String> = outcome
-                .response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
-            if failed.is_empty() {
-                return;
-            }
-            if round >= 60 {
-                self.report
-                    .mismatches
-                    .push(format!("messages never succeeded: {failed:?}"));
-                return;
-            }
-            self.report.redeliveries += 1;
-            messages.retain(|(id, _)| failed.contains(id));
+    async fn deliver(&mut self, messages: Vec<(String, Value)>) {
+        let tally = deliver(self.env, messages).await;
+        self.absorb(&tally);
+    }
+
+    /// Operations at once: adjusts of one account (a hot spot under faults)
+    /// beside usage batches, each retried or redelivered on its own.
+    async fn burst(&mut self, shared: &Arc<TestEnv>) {
+        let user = self.pick(&USERS).to_string();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.rng.gen_range(2..=5) {
+            let (env, user) = (shared.clone(), user.clone());
+            let delta = self.rng.gen_range(1..=100) * if self.rng.gen_bool(0.5) { 1 } else { -1 };
+            let key = self.id("adj");
+            tasks.spawn(async move {
+                let body = json!({"delta": delta, "reason": "chaos burst"});
+                let path = format!("/v1/admin/users/{user}/credits/adjust");
+                let done = until_definitive(&env, || {
+                    env.post(&path)
+                        .as_admin()
+                        .header("idempotency-key", &key)
+                        .json(&body)
+                })
+                .await;
+                let mut tally = done.tally;
+                if done.value.status != 200 {
+                    tally
+                        .problems
+                        .push(format!("adjust {key}: {}", done.value.text));
+                    return (tally, None);
+                }
+                (tally, Some((user, delta)))
+            });
         }
+        for _ in 0..self.rng.gen_range(1..=3) {
+            let messages = self.plan_batch();
+            let twice = self.rng.gen_bool(0.15);
+            let env = shared.clone();
+            tasks.spawn(async move {
+                let mut tally = deliver(&env, messages.clone()).await;
+                if twice {
+                    let again = deliver(&env, messages).await;
+                    tally.add(again);
+                }
+                (tally, None)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (tally, adjusted) = done.expect("burst task");
+            self.absorb(&tally);
+            if let Some((user, delta)) = adjusted {
+                *self.expected.available.entry(user.clone()).or_default() += delta;
+                *self.expected.ledger.entry(user).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Retries, redeliveries and problems one client or queue consumer met.
+#[derive(Default)]
+struct Tally {
+    retries: u64,
+    redeliveries: u64,
+    problems: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.retries += other.retries;
+        self.redeliveries += other.redeliveries;
+        self.problems.extend(other.problems);
+    }
+}
+
+struct Done<T> {
+    value: T,
+    tally: Tally,
+}
+
+/// Sends a request until its answer is definitive, as a client retrying
+/// with the same key would; a key still in progress (its holder crashed or
+/// stalled) is waited out on the manual clock.
+async fn until_definitive<'e>(
+    env: &'e TestEnv,
+    send: impl Fn() -> crate::TestRequest<'e>,
+) -> Done<TestResponse> {
+    let mut tally = Tally::default();
+    loop {
+        let res = send().send().await;
+        let wait = match (res.status, res.error_code()) {
+            (503, _) | (409, Some("conflict")) => 0,
+            (409, Some("idempotency_key_in_use")) => 31,
+            (409, Some("redemption_in_progress")) => 11,
+            _ => return Done { value: res, tally },
+        };
+        if tally.retries >= 60 {
+            tally
+                .problems
+                .push(format!("never settled after 60 attempts: {}", res.text));
+            return Done { value: res, tally };
+        }
+        tally.retries += 1;
+        env.clock.set(env.clock.now() + Duration::seconds(wait));
+    }
+}
+
+/// Delivers `messages` to usage ingest, then redelivers the failed ones
+/// (`batchItemFailures`: same message id and body) until none fails.
+async fn deliver(env: &TestEnv, mut messages: Vec<(String, Value)>) -> Tally {
+    let mut tally = Tally::default();
+    let ingest = &env.gateway.functions().usage_ingest;
+    loop {
+        let outcome = ingest.process(sqs_messages(&messages)).await;
+        let failed: Vec<String> = outcome
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        if failed.is_empty() {
+            return tally;
+        }
+        if tally.redeliveries >= 60 {
+            tally
+                .problems
+                .push(format!("messages never succeeded: {failed:?}"));
+            return tally;
+        }
+        tally.redeliveries += 1;
+        messages.retain(|(id, _)| failed.contains(id));
     }
 }
 
@@ -420,7 +524,7 @@ pub async fn run_seed(proxy: &FaultProxy, seed: u64, operations: u64, rate: f64)
     proxy.heal();
     proxy.clear_log();
     let start = Utc.with_ymd_and_hms(2026, 3, 4, 0, 30, 0).unwrap();
-    let env = TestEnv::behind(proxy, Clock::manual(start)).await;
+    let env = Arc::new(TestEnv::behind(proxy, Clock::manual(start)).await);
     let mut run = Run {
         env: &env,
         rng: StdRng::seed_from_u64(seed ^ 0x5eed_f0a5),
@@ -439,8 +543,9 @@ pub async fn run_seed(proxy: &FaultProxy, seed: u64, operations: u64, rate: f64)
     for _ in 0..operations {
         run.report.operations += 1;
         match run.rng.gen_range(0..100) {
-            0..=34 => run.usage_batch().await,
-            35..=54 => run.adjust().await,
+            0..=29 => run.usage_batch().await,
+            30..=44 => run.adjust().await,
+            45..=54 => run.burst(&env).await,
             55..=66 => run.redeem().await,
             67..=86 => run.reserve().await,
             _ => run.void().await,
