@@ -340,7 +340,7 @@ impl<'a> Run<'a> {
         let messages = self.plan_batch();
         self.deliver(messages.clone()).await;
         if self.rng.gen_bool(0.15) {
-            self.deliver(messages).await;
+            self.deliver(redelivered(messages)).await;
         }
     }
 
@@ -425,7 +425,7 @@ impl<'a> Run<'a> {
             tasks.spawn(async move {
                 let mut tally = deliver(&env, messages.clone()).await;
                 if twice {
-                    let again = deliver(&env, messages).await;
+                    let again = deliver(&env, redelivered(messages)).await;
                     tally.add(again);
                 }
                 (tally, None)
@@ -488,6 +488,14 @@ async fn until_definitive<'e>(
         tally.retries += 1;
         env.clock.set(env.clock.now() + Duration::seconds(wait));
     }
+}
+
+/// A batch delivered again as SQS may: the same messages in another order
+/// (so its writes group differently, and only the event records, not the
+/// engine's ClientRequestToken, recognise what was applied).
+fn redelivered(mut messages: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    messages.reverse();
+    messages
 }
 
 /// Delivers `messages` to usage ingest, then redelivers the failed ones
