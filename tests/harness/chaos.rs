@@ -3,7 +3,8 @@
 //! A [`schedule`] decides, for every request the functions send to the
 //! engine, whether the [`FaultProxy`] forwards it or injects a fault
 //! (throttling, a 500, a `TransactionConflict` cancellation, latency, a
-//! commit whose answer is lost by a 500 or a dropped connection), drawn from a
+//! commit whose answer is lost by a 500 or a dropped connection, or by a 500
+//! with the SDK's resends throttled), drawn from a
 //! generator seeded with a `u64`, and counts what it injected by kind.
 //!
 //! [`run_seed`] drives usage ingest (with and without credits, settling
@@ -36,13 +37,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// The fault kinds a schedule injects (names in reports).
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "throttle",
     "server_error",
     "transaction_conflict",
     "latency",
     "commit_then_500",
     "commit_then_drop",
+    "commit_then_500_resends_throttled",
 ];
 
 /// Faults injected so far, by kind.
@@ -74,11 +76,25 @@ fn is_write(operation: &str) -> bool {
 /// A script injecting a fault into a share `rate` of the requests, the kind
 /// drawn uniformly among those that fit the operation (a conflict only
 /// cancels a transaction; a lost commit needs a write), plus storms of
-/// conflicts, from a generator seeded with `seed`.
+/// conflicts, and lost commits whose SDK resends are throttled too (the
+/// product's own resend must settle them), from a generator seeded with
+/// `seed`.
 pub fn schedule(seed: u64, rate: f64, counts: FaultCounts) -> Box<Script> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut storm = 0u32;
-    Box::new(move |operation: &str, _body: &Value| {
+    // A transaction whose commit was lost, and how many of its resends (same
+    // ClientRequestToken) are still to be throttled.
+    let mut lost: Option<(String, u32)> = None;
+    Box::new(move |operation: &str, body: &Value| {
+        let token = body["ClientRequestToken"].as_str().unwrap_or("");
+        // The SDK's own resends of a lost commit throttled until it gives up,
+        // so the open outcome reaches the product's own resend logic.
+        if let Some((lost_token, left)) = &mut lost {
+            if lost_token == token && *left > 0 {
+                *left -= 1;
+                return Fault::Throttle;
+            }
+        }
         // Now and then a storm of conflicts on transactions (a hot item):
         // enough in a row to exhaust the product's own retries, so clients
         // see `conflict` and SQS messages fail and are redelivered.
@@ -97,7 +113,7 @@ pub fn schedule(seed: u64, rate: f64, counts: FaultCounts) -> Box<Script> {
         }
         let fits: Vec<usize> = (0..KINDS.len())
             .filter(|&k| match k {
-                2 => operation == "TransactWriteItems",
+                2 | 6 => operation == "TransactWriteItems" && !token.is_empty(),
                 4 | 5 => is_write(operation),
                 _ => true,
             })
@@ -110,7 +126,11 @@ pub fn schedule(seed: u64, rate: f64, counts: FaultCounts) -> Box<Script> {
             2 => Fault::Conflict,
             3 => Fault::Delay(rng.gen_range(1..40)),
             4 => Fault::ApplyThenServerError,
-            _ => Fault::ApplyThenDrop,
+            5 => Fault::ApplyThenDrop,
+            _ => {
+                lost = Some((token.to_string(), 2));
+                Fault::ApplyThenServerError
+            }
         }
     })
 }
@@ -166,6 +186,10 @@ struct Expected {
     winners: BTreeMap<String, Vec<String>>,
     /// Reservation → (status, settled cost).
     reservations: BTreeMap<String, (&'static str, Option<Usd>)>,
+    /// Adjustments sent without a key: (user, delta, reason, answered 200).
+    /// One answered 200 applied exactly once; one answered 503 (outcome
+    /// unknown) at most once.
+    unkeyed: Vec<(String, i64, String, bool)>,
 }
 
 struct Run<'a> {
@@ -212,8 +236,24 @@ impl<'a> Run<'a> {
         let delta = if delta == 0 { 1 } else { delta };
         let key = self.id("adj");
         let env = self.env;
-        let body = json!({"delta": delta, "reason": "chaos"});
         let path = format!("/v1/admin/users/{user}/credits/adjust");
+        if self.rng.gen_bool(0.3) {
+            // Without a key: only the product's own handling of a lost
+            // answer stands between a fault and a second application. A
+            // client cannot safely resend after an unknown outcome (503);
+            // `conflict` (busy, nothing written) it may.
+            let body = json!({"delta": delta, "reason": key});
+            let done = until_definitive(env, || env.post(&path).as_admin().json(&body)).await;
+            let answered = done.value.status == 200;
+            if !answered && done.value.error_code() != Some("store_unavailable") {
+                self.report
+                    .mismatches
+                    .push(format!("adjust {key}: {}", done.value.text));
+            }
+            self.expected.unkeyed.push((user, delta, key, answered));
+            return;
+        }
+        let body = json!({"delta": delta, "reason": "chaos"});
         let res = self
             .until_definitive(|| {
                 env.post(&path)
@@ -627,6 +667,31 @@ async fn totals(run: &Run<'_>) -> Vec<String> {
             .and_then(|v| v.as_n().or_else(|_| v.as_s()).ok())
             .cloned()
     };
+    let ledger_of = |user: &str| {
+        items
+            .iter()
+            .filter(|i| {
+                i["pk"].as_s().is_ok_and(|p| p == &format!("USER#{user}"))
+                    && i["sk"].as_s().is_ok_and(|s| s.starts_with("LEDGER#"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut balances = run.expected.available.clone();
+    let mut ledger = run.expected.ledger.clone();
+    for (user, delta, reason, answered) in &run.expected.unkeyed {
+        let applied = ledger_of(user)
+            .iter()
+            .filter(|e| e.get("description").and_then(|d| d.as_s().ok()) == Some(reason))
+            .count();
+        if applied > 1 || (*answered && applied != 1) {
+            out.push(format!(
+                "adjust {reason} without a key (answered {}): applied {applied} times",
+                if *answered { "200" } else { "503" }
+            ));
+        }
+        *balances.entry(user.clone()).or_default() += delta * applied as i64;
+        *ledger.entry(user.clone()).or_default() += applied;
+    }
     for user in USERS {
         for platform in PLATFORMS {
             let expected = run
@@ -651,20 +716,14 @@ async fn totals(run: &Run<'_>) -> Vec<String> {
         let available: i64 = attr(account, "available")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        let expected = run.expected.available.get(user).copied().unwrap_or(0);
+        let expected = balances.get(user).copied().unwrap_or(0);
         if available != expected {
             out.push(format!(
                 "{user}: available {available}, expected {expected}"
             ));
         }
-        let entries = items
-            .iter()
-            .filter(|i| {
-                i["pk"].as_s().is_ok_and(|p| p == &format!("USER#{user}"))
-                    && i["sk"].as_s().is_ok_and(|s| s.starts_with("LEDGER#"))
-            })
-            .count();
-        let expected = run.expected.ledger.get(user).copied().unwrap_or(0);
+        let entries = ledger_of(user).len();
+        let expected = ledger.get(user).copied().unwrap_or(0);
         if entries != expected {
             out.push(format!(
                 "{user}: {entries} ledger entries, expected {expected}"
