@@ -72,7 +72,6 @@ async fn soak() {
         None => eprintln!("soak: fresh seeds for {minutes} min, {lanes} lanes"),
     }
     eprintln!("{SOAK_OPERATIONS} operations per run, fault rate {SOAK_RATE}");
-
     let totals = std::sync::Arc::new(std::sync::Mutex::new(Totals::default()));
     let mut tasks = tokio::task::JoinSet::new();
     for lane in 0..if only.is_some() { 1 } else { lanes } {
