@@ -1,10 +1,10 @@
 //! Reservations (issue 11): reserve → settle (usage event) / void / expire,
 //! against the real engine through the harness.
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use spendguard_core::Clock;
+use spendguard_tests::scenario::sqs_batch;
 use spendguard_tests::TestEnv;
 use std::sync::Arc;
 
@@ -56,26 +56,6 @@ async fn burst(env: &Arc<TestEnv>, user: &str, n: usize, estimate: &str) -> Vec<
     admitted
 }
 
-fn sqs(bodies: &[Value]) -> SqsEvent {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|b| {
-            let id = uuid::Uuid::new_v4().to_string();
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("rh-{id}"),
-                "body": b.to_string(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).unwrap()
-}
-
 fn event(id: &str, user: &str, cost: &str, at: DateTime<Utc>, reservation: Option<&str>) -> Value {
     let mut e = json!({
         "event_id": id, "user_id": user, "platform": PLATFORM,
@@ -93,7 +73,7 @@ async fn ingest(env: &TestEnv, events: &[Value]) {
         .gateway
         .functions()
         .usage_ingest
-        .process(sqs(events))
+        .process(sqs_batch(events))
         .await;
     assert!(
         outcome.response.batch_item_failures.is_empty(),
