@@ -6,6 +6,7 @@
 #   make deploy     sam build && sam deploy --guided (see README, Deploy)
 #   make fuzz       schemathesis against the local stack with docs/openapi.yaml
 #   make fuzz-targets  cargo fuzz (libFuzzer) on the body and event parsers, FUZZ_SECONDS each
+#   make soak       seeded fault schedules for SOAK_MINUTES (default 30), zero violations expected
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -20,7 +21,7 @@ LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
 .PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
-	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz fuzz-ci fuzz-targets
+	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz fuzz-ci fuzz-targets soak
 
 run:
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -58,6 +59,19 @@ bench: coldstart
 # (COLDSTART_RUNS=21 by default; bench/coldstart/).
 coldstart:
 	CARGO="$(CARGO)" scripts/coldstart.sh
+
+# Randomized fault schedules with fresh seeds (tests/harness/chaos.rs) for
+# SOAK_MINUTES; SOAK_SEED=<n> replays one failing seed, SOAK_LANES runs in
+# parallel. Prints operations, faults by kind, invariant checks, violations.
+# Then each cargo fuzz target for SOAK_FUZZ_SECONDS (0 skips them).
+SOAK_MINUTES ?= 30
+SOAK_LANES ?= 4
+SOAK_FUZZ_SECONDS ?= 120
+soak:
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_LANES=$(SOAK_LANES) SOAK_SEED=$(SOAK_SEED) \
+		$(CARGO) test -p spendguard-tests --test integration --locked -- \
+		--ignored --exact chaos::soak --nocapture
+	@if [ "$(SOAK_FUZZ_SECONDS)" -gt 0 ]; then $(MAKE) fuzz-targets FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS); fi
 
 # The integration suite, unchanged, against a second engine (moto, single-threaded).
 test-external:

@@ -41,6 +41,12 @@ pub enum Fault {
     ApplyThenDrop,
     /// Hold it (a stalled request) until [`FaultProxy::release`], then forward.
     Hold,
+    /// Wait this many milliseconds, then forward (a slow engine or network).
+    Delay(u64),
+    /// Never forward it nor answer: the connection stays open until
+    /// [`FaultProxy::release`], then closes. With the caller killed meanwhile,
+    /// a write its process never got to send.
+    Swallow,
 }
 
 /// A gate held requests wait at; opened once by [`FaultProxy::release`].
@@ -153,6 +159,11 @@ impl FaultProxy {
     pub fn release(&self) {
         *self.gate.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.gate.opened.notify_all();
+    }
+
+    /// Forgets the requests seen so far (a long run reusing one proxy).
+    pub fn clear_log(&self) {
+        self.lock().log.clear();
     }
 
     /// Every request seen so far, in arrival order.
@@ -275,6 +286,22 @@ fn serve_connection(stream: TcpStream, upstream: &str, state: &Mutex<State>, gat
                     Some(raw) => raw,
                     None => error_response(502, "InternalServerError", "upstream unreachable"),
                 }
+            }
+            Fault::Delay(millis) => {
+                std::thread::sleep(Duration::from_millis(millis));
+                match forward(upstream, &request) {
+                    Some(raw) => raw,
+                    None => error_response(502, "InternalServerError", "upstream unreachable"),
+                }
+            }
+            Fault::Swallow => {
+                let open = gate.open.lock().unwrap_or_else(|e| e.into_inner());
+                drop(
+                    gate.opened
+                        .wait_timeout_while(open, Duration::from_secs(60), |open| !*open),
+                );
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
             }
             Fault::ApplyThenDrop => {
                 let _ = forward(upstream, &request);

@@ -17,7 +17,10 @@ use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, G
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+pub mod chaos;
 pub mod fault;
+pub mod invariants;
+pub mod scenario;
 
 pub use fault::{Fault, FaultProxy};
 pub use spendguard_local::jwt::Role;
@@ -104,8 +107,22 @@ impl TestEnv {
             return None;
         };
         let proxy = FaultProxy::start(url);
-        let env = Self::build_at(|_| {}, clock, Some(proxy.url())).await;
+        let env = Self::behind(&proxy, clock).await;
         Some((env, proxy))
+    }
+
+    /// A proxy in front of the local engine (`None` as for [`Self::with_faults`]).
+    pub fn fault_proxy() -> Option<FaultProxy> {
+        match engine() {
+            Engine::Local(url) => Some(FaultProxy::start(url)),
+            Engine::FromEnv => None,
+        }
+    }
+
+    /// Default configuration, a fresh table, the functions' store talking to
+    /// the engine through `proxy` (so a long run can reuse one proxy).
+    pub async fn behind(proxy: &FaultProxy, clock: Clock) -> Self {
+        Self::build_at(|_| {}, clock, Some(proxy.url())).await
     }
 
     async fn build_at(
@@ -199,7 +216,19 @@ impl TestEnv {
     /// Every item of this test's table by `(pk, sk)`, each rendered canonically:
     /// two snapshots are equal exactly when the table is byte-for-byte unchanged.
     pub async fn table_snapshot(&self) -> BTreeMap<(String, String), String> {
-        let mut all = BTreeMap::new();
+        self.scan_items()
+            .await
+            .iter()
+            .map(|item| {
+                let key = |k: &str| item[k].as_s().expect("string key").clone();
+                ((key("pk"), key("sk")), canonical_item(item))
+            })
+            .collect()
+    }
+
+    /// Every item of this test's table (strongly consistent Scan, every page).
+    pub async fn scan_items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let mut all = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -212,10 +241,7 @@ impl TestEnv {
                 .send()
                 .await
                 .expect("scan");
-            for item in out.items() {
-                let key = |k: &str| item[k].as_s().expect("string key").clone();
-                all.insert((key("pk"), key("sk")), canonical_item(item));
-            }
+            all.extend(out.items().iter().cloned());
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
                 return all;

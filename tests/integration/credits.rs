@@ -789,6 +789,7 @@ async fn same_idempotency_key_twenty_times_concurrently_applies_once() {
     let again = adjust_with_key(&env, "alice", "same-key", &body).await;
     assert_eq!(again.headers[IDEMPOTENT_REPLAYED], "true");
     assert_eq!(Some(again.body), first_body);
+    env.assert_invariants().await;
 }
 
 /// 250 writers on one account. Under contention a writer may exhaust its
@@ -890,6 +891,19 @@ async fn concurrent_adjusts_and_usage_debits_keep_a_gap_free_chain() {
     assert_eq!(acct["total"].as_i64(), Some(granted));
     let direct = env.store.credit_account(&alice).await.unwrap();
     assert_eq!(direct.available, acct["available"].as_i64().unwrap());
+    // The debits were written straight through the store, without usage
+    // event records: every other invariant holds.
+    let violations: Vec<_> = env
+        .check_invariants()
+        .await
+        .into_iter()
+        .filter(|v| v.kind != spendguard_tests::invariants::Kind::EventCredits)
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "{}",
+        spendguard_tests::invariants::report(&violations)
+    );
 }
 
 #[tokio::test]

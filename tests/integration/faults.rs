@@ -111,6 +111,7 @@ async fn an_adjust_whose_answer_is_lost_applies_once() {
     let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+    env.assert_invariants().await;
 }
 
 /// (a') When the resends never get through, the outcome is unknown: 503, and
@@ -141,6 +142,7 @@ async fn an_adjust_that_never_settles_is_503_and_applied_at_most_once() {
         sent.iter().all(|s| s.body == sent[0].body),
         "never re-planned"
     );
+    env.assert_invariants().await;
 }
 
 /// (b) A redemption that committed answers 201 (not 409 already_redeemed),
@@ -174,6 +176,7 @@ async fn a_redemption_whose_answer_is_lost_answers_201() {
             .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")),
         "a success counted as a failed attempt"
     );
+    env.assert_invariants().await;
 }
 
 /// (c) The Idempotency-Key is taken by the adjustment's own transaction (no
@@ -213,6 +216,7 @@ async fn an_idempotency_key_whose_write_answer_is_lost_is_still_ours() {
     assert_eq!(replay.body, res.body);
     assert_eq!(env.available("alice").await, 5);
     assert_eq!(env.full_ledger("alice").await.len(), 1);
+    env.assert_invariants().await;
 }
 
 /// (d) No lock is taken ahead of a redemption: its one transaction commits
@@ -240,6 +244,7 @@ async fn a_redemption_whose_connection_drops_after_its_commit_is_still_ours() {
     redeem(&env, "alice", None, &code)
         .await
         .assert_error(409, "already_redeemed");
+    env.assert_invariants().await;
 }
 
 /// The lost commit, throttled resends, then a resend cancelled by a conflict:
@@ -275,6 +280,7 @@ async fn an_adjust_cancelled_after_its_lost_commit_is_resolved_by_its_ledger_ent
     let ledger = env.full_ledger("alice").await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0]["id"], res.body["transaction_id"]);
+    env.assert_invariants().await;
 }
 
 /// (b') A subscription-only code (no ledger entry to recognise): the re-plan
@@ -312,6 +318,7 @@ async fn a_redemption_cancelled_after_its_lost_commit_is_resolved_by_its_record(
     assert!(!snapshot
         .keys()
         .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    env.assert_invariants().await;
 }
 
 /// (e) Quota admin writes go through the same path: one change, one audit
@@ -342,6 +349,7 @@ async fn a_quota_update_cancelled_after_its_lost_commit_writes_one_audit_entry()
         "{}",
         audit.text
     );
+    env.assert_invariants().await;
 }
 
 /// A redemption stalls past its key's 30 s lease; a retry with the same key
@@ -380,6 +388,7 @@ async fn a_redemption_stalled_past_its_lease_answers_the_takeovers_replay() {
     assert!(!snapshot
         .keys()
         .any(|(_, sk)| sk.starts_with("REDEEM_FAIL#")));
+    env.assert_invariants().await;
 }
 
 /// A redemption stalled between its read and its write (as a crashed one

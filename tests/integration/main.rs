@@ -2,14 +2,18 @@
 
 mod alerts;
 mod authorization;
+mod chaos;
+mod crash;
 mod credits;
 mod credits_budget;
 mod credits_cli;
 mod dependencies;
 mod faults;
 mod foundation;
+mod hotspots;
 mod ingest_costs;
 mod inputs;
+mod invariants;
 mod local_stack;
 mod quotas;
 mod redemption;

@@ -611,6 +611,7 @@ async fn concurrent_init_and_replace_never_lose_the_admin_value() {
             .sum();
         assert!(filled <= 2, "limits filled {filled} times");
     }
+    env.assert_invariants().await;
 }
 
 // --- replace-all ---

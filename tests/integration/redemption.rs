@@ -978,6 +978,7 @@ async fn two_hundred_users_race_for_fifty_uses() {
         .collect();
     assert_eq!(recorded.len(), 50, "no user redeemed twice");
     assert_eq!(recorded.into_iter().collect::<BTreeSet<_>>(), winners);
+    env.assert_invariants().await;
 }
 
 /// On the manual clock neither the 10 s lock nor the 30 s key lease can run
@@ -1123,6 +1124,7 @@ async fn concurrent_redemptions_of_one_user_all_count() {
     assert_eq!(env.full_ledger("judy").await.len(), 5);
     let subs = items(&env, "judy", "/v1/me/subscriptions").await;
     assert_eq!(subs[0]["expires_at"], "2026-08-15T00:00:00Z");
+    env.assert_invariants().await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 //! Reservations (issue 11): reserve → settle (usage event) / void / expire,
 //! against the real engine through the harness.
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use spendguard_core::Clock;
+use spendguard_tests::scenario::sqs_batch;
 use spendguard_tests::TestEnv;
 use std::sync::Arc;
 
@@ -56,26 +56,6 @@ async fn burst(env: &Arc<TestEnv>, user: &str, n: usize, estimate: &str) -> Vec<
     admitted
 }
 
-fn sqs(bodies: &[Value]) -> SqsEvent {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|b| {
-            let id = uuid::Uuid::new_v4().to_string();
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("rh-{id}"),
-                "body": b.to_string(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).unwrap()
-}
-
 fn event(id: &str, user: &str, cost: &str, at: DateTime<Utc>, reservation: Option<&str>) -> Value {
     let mut e = json!({
         "event_id": id, "user_id": user, "platform": PLATFORM,
@@ -93,7 +73,7 @@ async fn ingest(env: &TestEnv, events: &[Value]) {
         .gateway
         .functions()
         .usage_ingest
-        .process(sqs(events))
+        .process(sqs_batch(events))
         .await;
     assert!(
         outcome.response.batch_item_failures.is_empty(),
@@ -156,6 +136,7 @@ async fn a_burst_of_500_reservations_admits_exactly_what_fits_and_settles_exactl
     // (10 - 7) / 0.07 = 42.86: exactly 42 more fit.
     let more = burst(&env, USER, 60, "0.07").await;
     assert_eq!(more.len(), 42);
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -303,6 +284,7 @@ async fn void_twice_is_200_then_409_and_a_settle_after_it_applies_as_a_plain_eve
         .send()
         .await
         .assert_error(403, "forbidden");
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -356,6 +338,7 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
         (json!("2.25"), json!("0"))
     );
     assert_eq!(get_reservation(&env, &other).await["status"], "settled");
+    env.assert_invariants().await;
 }
 
 #[tokio::test]
@@ -493,6 +476,7 @@ async fn credit_holds_never_exceed_the_balance_and_only_settlement_writes_the_le
     )
     .await;
     assert_eq!(env.full_ledger(USER).await.len(), 2);
+    env.assert_invariants().await;
 }
 
 #[tokio::test]

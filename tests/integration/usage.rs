@@ -206,6 +206,7 @@ async fn thousand_concurrent_events_sum_exactly_and_redelivery_changes_nothing()
     // Nothing leaked to other platforms or users.
     assert_eq!(usage(&env, "alice", "gemini").await, [Usd::ZERO; 3]);
     assert_eq!(usage(&env, "bob", "openai").await, [Usd::ZERO; 3]);
+    env.assert_invariants().await;
 }
 
 /// Events per run of the 100,000-event test; `SPENDGUARD_TINY_EVENTS` scales
@@ -462,6 +463,7 @@ async fn concurrent_events_across_midnight_roll_the_day_over_once() {
         usage(&env, "fay", "openai").await,
         [after, before + after, before + after]
     );
+    env.assert_invariants().await;
 }
 
 #[tokio::test]

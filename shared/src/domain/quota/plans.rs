@@ -100,8 +100,14 @@ pub fn plan_reset(
     let before = record_of(records, platform);
     let mut after = before.clone();
     let window = after.window_mut(kind);
+    let start = kind.bounds_at(now, tz).start;
     window.usage = Usd::ZERO;
-    window.start = Some(kind.bounds_at(now, tz).start);
+    // Holds belong to the window they were taken in: a reset that also rolls
+    // the window over starts it with nothing reserved (as the store writes it).
+    if window.start != Some(start) {
+        window.reserved = Usd::ZERO;
+    }
+    window.start = Some(start);
     RecordChange { before, after }
 }
 
