@@ -17,9 +17,12 @@ use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, G
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+pub mod costs;
 pub mod fault;
+pub mod meter;
 
 pub use fault::{Fault, FaultProxy};
+pub use meter::{Meter, Tally};
 pub use spendguard_local::jwt::Role;
 
 pub const ENV_TEST_ENDPOINT: &str = "SPENDGUARD_TEST_ENDPOINT";
@@ -106,6 +109,20 @@ impl TestEnv {
         let proxy = FaultProxy::start(url);
         let env = Self::build_at(|_| {}, clock, Some(proxy.url())).await;
         Some((env, proxy))
+    }
+
+    /// Default configuration with the functions' store talking to the engine
+    /// through a [`Meter`] (capacity units counted on the wire). `None` when
+    /// the suite runs against an endpoint with real AWS credentials (see
+    /// [`TestEnv::with_faults`]).
+    pub async fn metered(clock: Clock) -> Option<(Self, Meter)> {
+        let Engine::Local(url) = engine() else {
+            eprintln!("metering needs a local engine; skipped");
+            return None;
+        };
+        let meter = Meter::start(url);
+        let env = Self::build_at(|_| {}, clock, Some(meter.url())).await;
+        Some((env, meter))
     }
 
     async fn build_at(
@@ -390,6 +407,18 @@ impl From<lambda_http::Response<lambda_http::Body>> for TestResponse {
             text,
         }
     }
+}
+
+/// An SQS event carrying `bodies` (one message each, fresh message ids).
+pub fn sqs_event(bodies: &[Value]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|b| {
+            let id = uuid::Uuid::new_v4().to_string();
+            serde_json::json!({"messageId": id, "body": b.to_string(), "eventSource": "aws:sqs"})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event")
 }
 
 /// A file of `events/`, parsed.

@@ -1,6 +1,7 @@
 //! The integration suite: one binary (one link), one module per capability.
 
 mod alerts;
+mod costs;
 mod credits;
 mod credits_cli;
 mod dependencies;
