@@ -213,8 +213,10 @@ pub async fn ingest(env: &TestEnv, events: &[Value]) {
 pub async fn set_quota(env: &TestEnv, user: &str) {
     env.put(&format!("/v1/admin/users/{user}/quotas"))
         .as_admin()
-        .json(&json!({"quotas": [{"platform": PLATFORM, "daily_limit_usd": "100000",
-            "weekly_limit_usd": "500000", "monthly_limit_usd": "2000000"}]}))
+        .json(
+            &json!({"quotas": [{"platform": PLATFORM, "daily_limit_usd": "100000",
+            "weekly_limit_usd": "500000", "monthly_limit_usd": "2000000"}]}),
+        )
         .send()
         .await
         .assert_status(200);
@@ -287,7 +289,12 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
             set_quota(env, user).await;
             let body = json!({"user_id": user, "platform": PLATFORM});
             let check = || async {
-                let res = env.post("/v1/quota/check").as_service().json(&body).send().await;
+                let res = env
+                    .post("/v1/quota/check")
+                    .as_service()
+                    .json(&body)
+                    .send()
+                    .await;
                 res.assert_status(200);
             };
             check().await;
@@ -429,7 +436,9 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
                 adjust(env, user, 10, &format!("k-{i}")).await;
             }
             let path = match op {
-                Operation::ListLedger => format!("/v1/admin/users/{user}/credits/transactions?limit=20"),
+                Operation::ListLedger => {
+                    format!("/v1/admin/users/{user}/credits/transactions?limit=20")
+                }
                 _ => "/v1/admin/audit?limit=20".to_string(),
             };
             measure_pages(env, meter, &path).await

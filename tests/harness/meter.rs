@@ -33,6 +33,8 @@ const READ_OPERATIONS: &[&str] = &[
 pub struct Tally {
     /// Transmissions (the SDK's retries included).
     pub attempts: u64,
+    /// Transmissions of write operations (the rest read).
+    pub write_attempts: u64,
     /// Read capacity units the engine reported.
     pub read_units: f64,
     /// Write capacity units the engine reported.
@@ -46,6 +48,7 @@ impl std::ops::Sub for Tally {
     fn sub(self, earlier: Tally) -> Tally {
         Tally {
             attempts: self.attempts - earlier.attempts,
+            write_attempts: self.write_attempts - earlier.write_attempts,
             read_units: self.read_units - earlier.read_units,
             write_units: self.write_units - earlier.write_units,
             failed: self.failed - earlier.failed,
@@ -58,6 +61,7 @@ impl std::ops::Add for Tally {
     fn add(self, other: Tally) -> Tally {
         Tally {
             attempts: self.attempts + other.attempts,
+            write_attempts: self.write_attempts + other.write_attempts,
             read_units: self.read_units + other.read_units,
             write_units: self.write_units + other.write_units,
             failed: self.failed + other.failed,
@@ -138,6 +142,7 @@ fn serve_connection(stream: TcpStream, upstream: &str, tally: &Mutex<Tally>) {
             if READ_OPERATIONS.contains(&operation.as_str()) {
                 t.read_units += units;
             } else {
+                t.write_attempts += 1;
                 t.write_units += units;
             }
         }
