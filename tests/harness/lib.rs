@@ -69,6 +69,18 @@ fn engine() -> &'static Engine {
     })
 }
 
+/// The local engine's URL; `None` (saying `what` is skipped) when the suite
+/// runs against an endpoint with real AWS credentials.
+fn local_engine(what: &str) -> Option<&'static str> {
+    match engine() {
+        Engine::Local(url) => Some(url),
+        Engine::FromEnv => {
+            eprintln!("{what} needs a local engine; skipped");
+            None
+        }
+    }
+}
+
 /// Describes which engine the suite runs against (printed by tests that care).
 pub fn engine_description() -> String {
     match engine() {
@@ -102,11 +114,7 @@ impl TestEnv {
     /// credentials: requests are signed for the endpoint's host, so a proxy
     /// in between would invalidate them.
     pub async fn with_faults(clock: Clock) -> Option<(Self, FaultProxy)> {
-        let Engine::Local(url) = engine() else {
-            eprintln!("fault injection needs a local engine; skipped");
-            return None;
-        };
-        let proxy = FaultProxy::start(url);
+        let proxy = FaultProxy::start(local_engine("fault injection")?);
         let env = Self::build_at(|_| {}, clock, Some(proxy.url())).await;
         Some((env, proxy))
     }
@@ -116,11 +124,7 @@ impl TestEnv {
     /// the suite runs against an endpoint with real AWS credentials (see
     /// [`TestEnv::with_faults`]).
     pub async fn metered(clock: Clock) -> Option<(Self, Meter)> {
-        let Engine::Local(url) = engine() else {
-            eprintln!("metering needs a local engine; skipped");
-            return None;
-        };
-        let meter = Meter::start(url);
+        let meter = Meter::start(local_engine("metering")?);
         let env = Self::build_at(|_| {}, clock, Some(meter.url())).await;
         Some((env, meter))
     }

@@ -8,12 +8,36 @@ use crate::table::Row;
 use serde_json::json;
 use spendguard_core::store::keys;
 use spendguard_tests::costs::{set_quota, world, PLATFORM};
+use spendguard_tests::TestResponse;
 use std::time::{Duration, Instant};
 
 const TARGET: f64 = 1.5;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
+}
+
+/// How long `work` took; an HTTP answer must have `status` (0: not HTTP).
+async fn timed<T: Answer>(work: impl std::future::Future<Output = T>, status: u16) -> Duration {
+    let t = Instant::now();
+    let answer = work.await;
+    let took = t.elapsed();
+    answer.expect_status(status);
+    took
+}
+
+trait Answer {
+    fn expect_status(&self, status: u16);
+}
+
+impl Answer for () {
+    fn expect_status(&self, _: u16) {}
+}
+
+impl Answer for TestResponse {
+    fn expect_status(&self, status: u16) {
+        self.assert_status(status);
+    }
 }
 
 pub async fn run(n: usize) -> Vec<Row> {
@@ -25,33 +49,30 @@ pub async fn run(n: usize) -> Vec<Row> {
     let reserve = json!({"user_id": user, "platform": PLATFORM, "estimate_usd": "0.0001"});
     let mut times: [Vec<Duration>; 4] = Default::default();
     for i in 0..n + 50 {
-        let t = Instant::now();
-        let r = env
-            .post("/v1/quota/check")
-            .as_service()
-            .json(&check)
-            .send()
-            .await;
-        let a = t.elapsed();
-        assert_eq!(r.status, 200, "{}", r.text);
-        let t = Instant::now();
-        env.store
-            .get_consistent(key.clone())
-            .await
-            .expect("GetItem");
-        let b = t.elapsed();
-        let t = Instant::now();
-        let r = env
-            .post("/v1/quota/reservations")
-            .as_service()
-            .json(&reserve)
-            .send()
-            .await;
-        let c = t.elapsed();
-        assert_eq!(r.status, 201, "{}", r.text);
-        let t = Instant::now();
-        bare_update(&env.store, &key).await;
-        let d = t.elapsed();
+        let a = timed(
+            env.post("/v1/quota/check").as_service().json(&check).send(),
+            200,
+        )
+        .await;
+        let b = timed(
+            async {
+                env.store
+                    .get_consistent(key.clone())
+                    .await
+                    .expect("GetItem");
+            },
+            0,
+        )
+        .await;
+        let c = timed(
+            env.post("/v1/quota/reservations")
+                .as_service()
+                .json(&reserve)
+                .send(),
+            201,
+        )
+        .await;
+        let d = timed(bare_update(&env.store, &key), 0).await;
         // The first 50 warm connections and caches.
         if i >= 50 {
             for (v, x) in times.iter_mut().zip([a, b, c, d]) {

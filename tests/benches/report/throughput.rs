@@ -78,56 +78,58 @@ where
     started.elapsed().as_secs_f64()
 }
 
-async fn handler(events: usize, users: usize, batch: usize) -> Rate {
-    let env = warm_world(users).await;
-    // SQS events built before the clock starts.
-    let batches: Vec<Vec<Value>> = bodies(events, users, "e")
-        .chunks(batch)
-        .map(<[Value]>::to_vec)
-        .collect();
+/// Events per second and requests per event of `work` applying `events` in
+/// batches of `batch`.
+async fn rate<F, Fut>(env: Arc<TestEnv>, events: Vec<Value>, batch: usize, work: F) -> Rate
+where
+    F: Fn(Arc<TestEnv>, Vec<Value>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let n = events.len() as f64;
+    let batches: Vec<Vec<Value>> = events.chunks(batch).map(<[Value]>::to_vec).collect();
     let before = env.store.stats().requests();
     let e = env.clone();
-    let seconds = drive(batches, move |b| {
-        let env = e.clone();
-        let event = sqs_event(&b);
-        async move {
-            let r = env.gateway.functions().usage_ingest.handle(event).await;
-            assert!(r.batch_item_failures.is_empty(), "events failed");
-        }
-    })
-    .await;
+    let seconds = drive(batches, move |b| work(e.clone(), b)).await;
     Rate {
-        per_second: events as f64 / seconds,
-        requests_per_event: (env.store.stats().requests() - before) as f64 / events as f64,
+        per_second: n / seconds,
+        requests_per_event: (env.store.stats().requests() - before) as f64 / n,
     }
+}
+
+async fn handler(events: usize, users: usize, batch: usize) -> Rate {
+    let env = warm_world(users).await;
+    rate(
+        env,
+        bodies(events, users, "e"),
+        batch,
+        |env, b| async move {
+            let r = env
+                .gateway
+                .functions()
+                .usage_ingest
+                .handle(sqs_event(&b))
+                .await;
+            assert!(r.batch_item_failures.is_empty(), "events failed");
+        },
+    )
+    .await
 }
 
 async fn naive_rate(events: usize, users: usize) -> Rate {
     let (env, _) = world(false).await;
-    let env = Arc::new(env);
-    let batches: Vec<Vec<Value>> = bodies(events, users, "n")
-        .chunks(10)
-        .map(<[Value]>::to_vec)
-        .collect();
-    let before = env.store.stats().requests();
-    let e = env.clone();
-    let seconds = drive(batches, move |b| {
-        let env = e.clone();
-        async move {
+    rate(
+        Arc::new(env),
+        bodies(events, users, "n"),
+        10,
+        |env, b| async move {
             for ev in b {
-                let (id, user) = (
-                    ev["event_id"].as_str().unwrap(),
-                    ev["user_id"].as_str().unwrap(),
-                );
+                let id = ev["event_id"].as_str().expect("event id");
+                let user = ev["user_id"].as_str().expect("user id");
                 naive::apply(&env.store, user, id, 12_500).await;
             }
-        }
-    })
-    .await;
-    Rate {
-        per_second: events as f64 / seconds,
-        requests_per_event: (env.store.stats().requests() - before) as f64 / events as f64,
-    }
+        },
+    )
+    .await
 }
 
 /// What the paper section reuses.
