@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const CONCURRENCY: usize = 4;
+/// The naive baseline applies a fifth of the events: it is a rate, and at one
+/// read-modify-write per event (with retries on a hot user) the full count
+/// alone would take most of `make bench`'s 15 minutes. Its table is smaller
+/// for it, which, if anything, favours the baseline.
+const NAIVE_SHARE: usize = 5;
 /// Hot-user ingest must beat the naive baseline by this factor (issue 15).
 const HOT_TARGET: f64 = 5.0;
 
@@ -90,10 +95,24 @@ where
     let before = env.store.stats().requests();
     let e = env.clone();
     let seconds = drive(batches, move |b| work(e.clone(), b)).await;
-    Rate {
+    let rate = Rate {
         per_second: n / seconds,
         requests_per_event: (env.store.stats().requests() - before) as f64 / n,
-    }
+    };
+    drop_table(&env).await;
+    rate
+}
+
+/// The scenario's table goes: the engine keeps every table in memory, and
+/// the next scenario should not run slower for the items of this one.
+async fn drop_table(env: &TestEnv) {
+    env.store
+        .client()
+        .delete_table()
+        .table_name(env.store.table())
+        .send()
+        .await
+        .expect("DeleteTable");
 }
 
 async fn handler(events: usize, users: usize, batch: usize) -> Rate {
@@ -140,7 +159,8 @@ pub struct Throughput {
 pub async fn run(events: usize, admissions: usize) -> Throughput {
     let mut rows = Vec::new();
     for users in [1, 1_000] {
-        let naive = naive_rate(events, users).await;
+        let naive_events = (events / NAIVE_SHARE).max(100);
+        let naive = naive_rate(naive_events, users).await;
         eprintln!("naive, {users} users: {:.0} events/s", naive.per_second);
         let who = if users == 1 {
             "one hot user"
@@ -165,7 +185,8 @@ pub async fn run(events: usize, admissions: usize) -> Throughput {
                 rate.requests_per_event
             ))
             .baseline(format!(
-                "naive read-modify-write, batches of 10: {} events/s ({:.2} req/event)",
+                "naive read-modify-write, {} events in batches of 10: {} events/s ({:.2} req/event)",
+                thousands(naive_events as f64),
                 thousands(naive.per_second),
                 naive.requests_per_event
             ));
@@ -219,6 +240,7 @@ async fn reservations(n: usize, ingest_rows: &[Row]) -> Vec<Row> {
     let refused = reserved.len() - admitted;
     let check_rate = checks.iter().filter(|s| **s == 200).count() as f64 / check_seconds;
     let admit_rate = admitted as f64 / reserve_seconds;
+    drop_table(&env).await;
     let ingest = ingest_rows
         .iter()
         .find(|r| r.measure.contains("batches of 10, one hot user"))
