@@ -3,6 +3,7 @@
 # builds, stripped, each started COLDSTART_RUNS times (default 21) against a
 # Lambda Runtime API stub. Prints size, init time (exec -> first
 # GET /runtime/invocation/next) and peak RSS at that point, with ratios.
+# COLDSTART_TSV=FILE also writes the medians there (make bench reads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -17,4 +18,9 @@ args=("hello=$BENCH/hello" "hello-sdk=$BENCH/hello-sdk")
 for f in "${FUNCTIONS[@]}"; do
     args+=("$f=target/release/$f")
 done
-exec "$BENCH/coldstart-probe" --runs "$RUNS" "${args[@]}"
+tsv=()
+if [ -n "${COLDSTART_TSV:-}" ]; then
+    mkdir -p "$(dirname "$COLDSTART_TSV")"
+    tsv=(--tsv "$COLDSTART_TSV")
+fi
+exec "$BENCH/coldstart-probe" --runs "$RUNS" "${tsv[@]}" "${args[@]}"

@@ -185,14 +185,14 @@ impl FaultProxy {
 }
 
 /// One HTTP request: request line, headers (name, value) and body.
-struct Request {
-    line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub(crate) line: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -230,7 +230,7 @@ fn content_length(headers: &[(String, String)]) -> Option<usize> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let (line, headers) = read_head(reader)?;
     let mut body = vec![0u8; content_length(&headers).unwrap_or(0)];
     reader.read_exact(&mut body).ok()?;
@@ -317,7 +317,7 @@ fn serve_connection(stream: TcpStream, upstream: &str, state: &Mutex<State>, gat
 
 /// Sends `request` to the engine on a fresh connection and returns its raw
 /// answer (status line, headers, body) to pass back unchanged.
-fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
+pub(crate) fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(upstream).ok()?;
     let mut head = format!("{}\r\n", request.line);
     for (name, value) in &request.headers {

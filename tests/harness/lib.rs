@@ -18,11 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 pub mod chaos;
+pub mod costs;
 pub mod fault;
 pub mod invariants;
+pub mod meter;
 pub mod scenario;
 
 pub use fault::{Fault, FaultProxy};
+pub use meter::{Meter, Tally};
 pub use spendguard_local::jwt::Role;
 
 pub const ENV_TEST_ENDPOINT: &str = "SPENDGUARD_TEST_ENDPOINT";
@@ -69,6 +72,18 @@ fn engine() -> &'static Engine {
     })
 }
 
+/// The local engine's URL; `None` (saying `what` is skipped) when the suite
+/// runs against an endpoint with real AWS credentials.
+fn local_engine(what: &str) -> Option<&'static str> {
+    match engine() {
+        Engine::Local(url) => Some(url),
+        Engine::FromEnv => {
+            eprintln!("{what} needs a local engine; skipped");
+            None
+        }
+    }
+}
+
 /// Describes which engine the suite runs against (printed by tests that care).
 pub fn engine_description() -> String {
     match engine() {
@@ -102,27 +117,30 @@ impl TestEnv {
     /// credentials: requests are signed for the endpoint's host, so a proxy
     /// in between would invalidate them.
     pub async fn with_faults(clock: Clock) -> Option<(Self, FaultProxy)> {
-        let Engine::Local(url) = engine() else {
-            eprintln!("fault injection needs a local engine; skipped");
-            return None;
-        };
-        let proxy = FaultProxy::start(url);
+        let proxy = FaultProxy::start(local_engine("fault injection")?);
         let env = Self::behind(&proxy, clock).await;
         Some((env, proxy))
     }
 
     /// A proxy in front of the local engine (`None` as for [`Self::with_faults`]).
     pub fn fault_proxy() -> Option<FaultProxy> {
-        match engine() {
-            Engine::Local(url) => Some(FaultProxy::start(url)),
-            Engine::FromEnv => None,
-        }
+        local_engine("fault injection").map(FaultProxy::start)
     }
 
     /// Default configuration, a fresh table, the functions' store talking to
     /// the engine through `proxy` (so a long run can reuse one proxy).
     pub async fn behind(proxy: &FaultProxy, clock: Clock) -> Self {
         Self::build_at(|_| {}, clock, Some(proxy.url())).await
+    }
+
+    /// Default configuration with the functions' store talking to the engine
+    /// through a [`Meter`] (capacity units counted on the wire). `None` when
+    /// the suite runs against an endpoint with real AWS credentials (see
+    /// [`TestEnv::with_faults`]).
+    pub async fn metered(clock: Clock) -> Option<(Self, Meter)> {
+        let meter = Meter::start(local_engine("metering")?);
+        let env = Self::build_at(|_| {}, clock, Some(meter.url())).await;
+        Some((env, meter))
     }
 
     async fn build_at(
@@ -416,6 +434,18 @@ impl From<lambda_http::Response<lambda_http::Body>> for TestResponse {
             text,
         }
     }
+}
+
+/// An SQS event carrying `bodies` (one message each, fresh message ids).
+pub fn sqs_event(bodies: &[Value]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|b| {
+            let id = uuid::Uuid::new_v4().to_string();
+            serde_json::json!({"messageId": id, "body": b.to_string(), "eventSource": "aws:sqs"})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event")
 }
 
 /// A file of `events/`, parsed.

@@ -4,6 +4,7 @@ mod alerts;
 mod authorization;
 mod chaos;
 mod crash;
+mod costs;
 mod credits;
 mod credits_budget;
 mod credits_cli;

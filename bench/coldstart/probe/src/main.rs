@@ -8,8 +8,10 @@
 //! evenly.
 //!
 //! ```text
-//! coldstart-probe [--runs N] BARE=PATH SDK=PATH NAME=PATH...
+//! coldstart-probe [--runs N] [--tsv FILE] BARE=PATH SDK=PATH NAME=PATH...
 //! ```
+//! `--tsv FILE` also writes the medians, one binary a line (name, size MB,
+//! init ms, RSS MB, tab-separated), for `make bench`'s report.
 //! The first binary is the bare `lambda_runtime` baseline, the second the
 //! baseline with `aws_config` and a DynamoDB client; ratios are against both,
 //! and the targets of issue 16 against the second.
@@ -99,6 +101,11 @@ fn main() {
             .get(i + 1)
             .and_then(|n| n.parse().ok())
             .expect("--runs N");
+        args.drain(i..=i + 1);
+    }
+    let mut tsv = None;
+    if let Some(i) = args.iter().position(|a| a == "--tsv") {
+        tsv = Some(args.get(i + 1).expect("--tsv FILE").clone());
         args.drain(i..=i + 1);
     }
     let mut binaries: Vec<Binary> = args
@@ -196,5 +203,13 @@ fn main() {
             s[2] / sdk[2],
             verdict.join(", ")
         );
+    }
+    if let Some(path) = tsv {
+        let lines: String = binaries
+            .iter()
+            .zip(&stats)
+            .map(|(b, s)| format!("{}\t{:.3}\t{:.3}\t{:.3}\n", b.name, s[0], s[1], s[2]))
+            .collect();
+        std::fs::write(&path, lines).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
 }
