@@ -1,6 +1,7 @@
 //! The local stack: the product's functions behind a dev gateway, on an embedded
 //! DynamoDB-compatible engine or any endpoint the AWS environment names.
 
+pub mod console;
 pub mod engine;
 pub mod gateway;
 pub mod jwt;
@@ -46,7 +47,8 @@ pub async fn serve_http(
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().fallback(
+    // The web console's routes first; everything else goes to the gateway.
+    let app = console::routes().fallback(
         move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
               req: axum::extract::Request| {
             let gateway = gateway.clone();

@@ -125,6 +125,7 @@ spendguard local stack on {base}
   storage:   {engine_note}
   table:     {table}{created}
   platforms: {platforms}   time zone: {tz}
+  {console}
 
 Try:
   TOKEN=$(make -s token USER=alice ROLE=user)
@@ -143,5 +144,6 @@ Ctrl-C stops; `make reset` wipes the local data.
         },
         platforms = platforms.join(" "),
         tz = config.timezone,
+        console = spendguard_local::console::banner_line(&base),
     );
 }
