@@ -19,7 +19,7 @@ LOCAL_DATA ?= .local-data
 LAMBDA_FUNCTIONS := quota credits redemption usage-ingest
 TEMPLATE := infra/template.yaml
 
-.PHONY: run web web-test reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
+.PHONY: run web web-test screenshots reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
 	tools .cargo-lambda .cfn-lint .sam bench test-external
 
 run: web
@@ -46,6 +46,11 @@ web:
 web-test: web
 	@if ! $(NODE_OK); then echo "web-test: Node.js not found: skipped" >&2; exit 0; fi; \
 	$(CARGO) build -q -p spendguard-local --locked && cd web && npm test && npm run e2e
+
+# The same end-to-end run, keeping its screenshots in docs/screenshots/ (README).
+screenshots: web
+	$(CARGO) build -q -p spendguard-local --locked
+	cd web && SPENDGUARD_SCREENSHOTS=docs npm run e2e
 
 reset:
 	rm -rf "$(LOCAL_DATA)"

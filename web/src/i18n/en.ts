@@ -211,9 +211,10 @@ export default {
     applied: 'Applied: balance {previous} → {current}.',
     noop: 'The change is 0: nothing was written.',
     forceTitle: 'Deduction below zero',
-    forceText: 'This takes the balance below zero. Only force it if that is intended.',
+    forceText: 'This takes the balance below zero. Only if that is intended: confirm, preview again, then force apply.',
     forceConfirm: 'I intend a negative balance',
     force: 'Force apply',
+    forcePreview: 'Preview with force',
     previewFirst: 'Preview first; then apply.',
   },
   codes: {

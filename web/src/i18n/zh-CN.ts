@@ -212,9 +212,10 @@ const zh: typeof en = {
     applied: '已执行：余额 {previous} → {current}。',
     noop: '变动为 0，未写入任何记录。',
     forceTitle: '扣减后余额为负',
-    forceText: '此操作会使余额低于零。仅在确有需要时强制执行。',
+    forceText: '此操作会使余额低于零。仅在确有需要时：勾选确认，再次预览，然后强制执行。',
     forceConfirm: '我确认余额将为负数',
     force: '强制执行',
+    forcePreview: '强制预览',
     previewFirst: '请先预览，再执行。',
   },
   codes: {
