@@ -170,10 +170,13 @@ build: .cargo-lambda
 # rust-cargolambda, still a beta feature of the SAM CLI), then --guided asks
 # for the stack name, region and parameters and offers to save them to
 # samconfig.toml for the next `make deploy`.
-deploy: .sam .cargo-lambda
+# Then the web console: web/dist to the console bucket, config.json (issuer,
+# client id, API base URL) from the stack's outputs, CloudFront invalidated.
+deploy: .sam .cargo-lambda web
 	$(WITH_TOOLS) sam build --beta-features --template-file $(TEMPLATE)
 	$(WITH_TOOLS) sam deploy --guided --template-file .aws-sam/build/template.yaml \
 		--capabilities CAPABILITY_IAM
+	$(WITH_TOOLS) python scripts/deploy-console.py
 
 watch: .cargo-lambda
 	$(WITH_TOOLS) $(CARGO) lambda watch

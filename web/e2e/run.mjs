@@ -9,7 +9,8 @@
 // when SPENDGUARD_SCREENSHOTS=docs (make screenshots), else to e2e/.tmp/.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { ROOT, startStack, launchBrowser } from './stack.mjs'
 
@@ -85,6 +86,14 @@ before(async () => {
 after(async () => {
   await browser?.close()
   await stack?.stop()
+})
+
+test('the bundle stays lean: ≤ 200 KB of JavaScript gzipped, split per page', () => {
+  const dir = join(ROOT, 'web/dist/assets')
+  const js = readdirSync(dir).filter((f) => f.endsWith('.js'))
+  const total = js.reduce((n, f) => n + gzipSync(readFileSync(join(dir, f)), { level: 9 }).length, 0)
+  assert.ok(total <= 200 * 1024, `${total} bytes gzipped`)
+  assert.ok(js.length >= 8, 'pages are separate chunks')
 })
 
 test('admin sets the system and a source default, with a preview', async () => {
