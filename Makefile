@@ -6,6 +6,7 @@
 #   make ci         fmt-check, lint, cfn-lint, test (what .ci/run runs)
 #   make build      release Lambda artifacts: target/lambda/<function>/bootstrap
 #   make deploy     sam build && sam deploy --guided (see README, Deploy)
+#   make fuzz       schemathesis against the local stack with docs/openapi.yaml
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -16,11 +17,11 @@ EVENT ?= events/quota-get-my-quotas.json
 LOCAL_DATA ?= .local-data
 
 # The Lambda functions: one package and binary each (infra/template.yaml).
-LAMBDA_FUNCTIONS := quota credits redemption usage-ingest
+LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
 .PHONY: run web web-test screenshots reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
-	tools .cargo-lambda .cfn-lint .sam bench test-external
+	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz
 
 run: web
 	$(CARGO) run -q -p spendguard-local -- serve
@@ -77,9 +78,15 @@ ci: fmt-check cfn-lint lint test
 
 # Ingest throughput and DynamoDB requests / write units per event (ratios where
 # possible): SPENDGUARD_BENCH_SCALE=0.1 for a quicker run.
-bench:
+bench: coldstart
 	$(CARGO) bench -p spendguard-tests --bench check --locked
 	$(CARGO) bench -p spendguard-tests --bench ingest --locked
+
+# Cold starts of the four functions (release, stripped) against a bare
+# lambda_runtime and an SDK hello world: size, init time, RSS at init
+# (COLDSTART_RUNS=21 by default; bench/coldstart/).
+coldstart:
+	CARGO="$(CARGO)" scripts/coldstart.sh
 
 # The integration suite, unchanged, against a second engine (moto, single-threaded).
 test-external:
@@ -95,6 +102,8 @@ CFN_LINT_VERSION := 1.58.0
 # Prebuilt cargo-lambda; brings the Zig toolchain (ziglang) it cross-links with.
 CARGO_LAMBDA_VERSION := 1.9.2
 AWS_SAM_CLI_VERSION := 1.170.0
+# Schema-driven fuzzer of `make fuzz` (its CLI flags change between versions).
+SCHEMATHESIS_VERSION := 4.32.5
 # Tools from the venv come first on PATH (cargo finds `cargo-lambda`, and
 # cargo-lambda finds Zig through the venv's python).
 WITH_TOOLS := PATH="$(VENV_BIN):$$PATH" SAM_CLI_TELEMETRY=0
@@ -132,7 +141,13 @@ $(VENV)/.aws-sam-cli-$(AWS_SAM_CLI_VERSION): | $(VENV_BIN)/python
 	$(call pip_install,aws-sam-cli==$(AWS_SAM_CLI_VERSION))
 	@touch "$@"
 
+$(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): | $(VENV_BIN)/python
+	@echo "installing schemathesis $(SCHEMATHESIS_VERSION) into $(VENV)"
+	$(call pip_install,schemathesis==$(SCHEMATHESIS_VERSION))
+	@touch "$@"
+
 .cfn-lint: $(VENV)/.cfn-lint-$(CFN_LINT_VERSION)
+.schemathesis: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 .cargo-lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 .sam: $(VENV)/.aws-sam-cli-$(AWS_SAM_CLI_VERSION)
 
@@ -141,6 +156,13 @@ tools: .cfn-lint .cargo-lambda
 
 cfn-lint: .cfn-lint
 	$(WITH_TOOLS) cfn-lint $(TEMPLATE)
+
+# docs/openapi.yaml against a fresh local stack (free port, temporary data):
+# every operation with admin, user and service tokens, positive and negative
+# data, all checks; bounded (FUZZ_EXAMPLES per operation and phase).
+FUZZ_EXAMPLES ?= 100
+fuzz: .schemathesis
+	$(WITH_TOOLS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
 
 # --- Lambda artifacts (cargo-lambda) ---
 # LAMBDA_ARCH=arm64 (what the template deploys) or x86-64. Left empty, arm64

@@ -19,13 +19,13 @@
 //! every mode without a process; `main` only wires.
 
 use clap::{Args, Parser, Subcommand};
-use spendguard_core::api::PageRequest;
 use spendguard_core::domain::audit::{Actor, ADMIN_ADJUST_CREDITS};
 use spendguard_core::domain::credits::{
     parse_credits, Account, AdjustBy, AdjustMode, AdjustPlan, AdjustRequest, EntryType,
     CATEGORY_ADMIN_ADJUST,
 };
 use spendguard_core::domain::UserId;
+use spendguard_core::paging::PageRequest;
 use spendguard_core::store::credits::AdjustResult;
 use spendguard_core::store::CreditStore;
 use spendguard_core::{Config, Deps, DynamoStore, Error};
@@ -73,6 +73,15 @@ pub enum Command {
     /// Credit balances, adjustments and ledger history.
     #[command(subcommand)]
     Credits(CreditsCommand),
+    /// Reservations (holds taken by the AI gateway before forwarding).
+    #[command(subcommand)]
+    Reservations(ReservationsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReservationsCommand {
+    /// List a user's pending reservations, soonest expiry first.
+    Pending { user_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,7 +305,15 @@ async fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let Command::Credits(command) = &cli.command;
+    let command = match &cli.command {
+        Command::Credits(command) => command,
+        Command::Reservations(ReservationsCommand::Pending { user_id }) => {
+            return match pending_reservations(deps, user_id, out).await {
+                Ok(code) => code,
+                Err(failure) => report(failure, err),
+            };
+        }
+    };
     let result = match command {
         CreditsCommand::Set {
             user_id,
@@ -540,6 +557,41 @@ fn print_plan(
         writeln!(out, "  force: {}", request.force)?;
     }
     Ok(())
+}
+
+/// `reservations pending USER`: what the user's pending reservations hold.
+async fn pending_reservations(
+    deps: &Deps,
+    user_id: &str,
+    out: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let user = UserId::parse(user_id)?;
+    let pending = deps
+        .store
+        .pending_reservations(Some(&user), &deps.config.platforms)
+        .await?;
+    if pending.is_empty() {
+        writeln!(out, "No pending reservations for {user}.")?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        out,
+        "{:<12}  {:>14}  {:>8}  {:<20}  {:<20}  RESERVATION_ID",
+        "PLATFORM", "ESTIMATE_USD", "CREDITS", "CREATED_AT", "EXPIRES_AT"
+    )?;
+    for r in &pending {
+        writeln!(
+            out,
+            "{:<12}  {:>14}  {:>8}  {:<20}  {:<20}  {}",
+            r.platform,
+            r.hold.estimate.to_string(),
+            r.hold.credits,
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.expires_at.format("%Y-%m-%d %H:%M:%S"),
+            r.id
+        )?;
+    }
+    Ok(EXIT_OK)
 }
 
 async fn show(

@@ -2,15 +2,16 @@
 //! It verifies dev tokens, routes every template route to its function with a
 //! payload 2.0 event, and serves the Lambda Invoke API.
 
+use crate::invoke::{self, InvokeRequest, Registry};
 use crate::jwt;
-use aws_lambda_events::event::sqs::SqsEvent;
-use http::{HeaderMap, Method, StatusCode};
-use lambda_http::Body;
+use crate::template::{percent_decode, RouteSpec, Template};
+use base64::Engine;
+use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 use spendguard_core::api::{error_response, HttpFunction, HttpResponse};
-use spendguard_core::template::{percent_decode, RouteSpec, Template};
 use spendguard_core::{Deps, Error};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Every function of the product, built from one set of dependencies.
 pub struct Functions {
@@ -18,6 +19,7 @@ pub struct Functions {
     pub credits: credits::App,
     pub redemption: redemption::App,
     pub usage_ingest: usage_ingest::App,
+    pub reservation_expiry: reservation_expiry::App,
 }
 
 impl Functions {
@@ -26,12 +28,17 @@ impl Functions {
             quota: quota::App::new(deps.clone()),
             credits: credits::App::new(deps.clone()),
             redemption: redemption::App::new(deps.clone()),
-            usage_ingest: usage_ingest::App::new(deps),
+            usage_ingest: usage_ingest::App::new(deps.clone()),
+            reservation_expiry: reservation_expiry::App::new(deps),
         }
     }
 
     /// Runs the HTTP function `name`; `None` if no HTTP function has that name.
-    async fn call_http(&self, name: &str, req: lambda_http::Request) -> Option<HttpResponse> {
+    pub(crate) async fn call_http(
+        &self,
+        name: &str,
+        req: lambda_http::Request,
+    ) -> Option<HttpResponse> {
         Some(match name {
             "quota" => self.quota.handle(req).await,
             "credits" => self.credits.handle(req).await,
@@ -53,10 +60,12 @@ pub struct GatewayRequest {
 }
 
 pub struct Gateway {
-    functions: Functions,
+    functions: Arc<Functions>,
+    registry: Registry,
     routes: Vec<RouteSpec>,
     template: Template,
     secret: String,
+    echo_logs: bool,
 }
 
 const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
@@ -65,11 +74,20 @@ impl Gateway {
     pub fn new(deps: Deps, secret: impl Into<String>) -> Self {
         let template = Template::bundled();
         Self {
-            functions: Functions::new(deps),
+            functions: Arc::new(Functions::new(deps)),
+            registry: Registry::from_template(&template),
             routes: template.routes(),
             template,
             secret: secret.into(),
+            echo_logs: false,
         }
+    }
+
+    /// Whether the log lines an invocation with `X-Amz-Log-Type: Tail` captures
+    /// also go to stdout (the local stack's own log); off in tests.
+    pub fn echo_logs(mut self, echo: bool) -> Self {
+        self.echo_logs = echo;
+        self
     }
 
     pub fn functions(&self) -> &Functions {
@@ -79,8 +97,15 @@ impl Gateway {
     pub async fn handle(&self, req: GatewayRequest) -> HttpResponse {
         if let Some(rest) = req.path.strip_prefix(INVOKE_PREFIX) {
             if let Some(name) = rest.strip_suffix("/invocations") {
-                if req.method == Method::POST {
-                    return self.invoke(name, &req.body).await;
+                if req.method == Method::POST && !name.contains('/') {
+                    return self
+                        .invoke_request(InvokeRequest {
+                            function: name,
+                            query: req.query.as_deref(),
+                            headers: &req.headers,
+                            body: &req.body,
+                        })
+                        .await;
                 }
             }
         }
@@ -117,60 +142,21 @@ impl Gateway {
         jwt::verify(&self.secret, token.trim(), chrono::Utc::now().timestamp())
     }
 
-    /// `POST /2015-03-31/functions/{name}/invocations`: the raw event in, the
-    /// function's raw result out, as the Lambda service answers.
+    /// `POST /2015-03-31/functions/{name}/invocations` with just a body: the raw
+    /// event in, the function's raw result out, as the Lambda service answers.
     pub async fn invoke(&self, name: &str, body: &[u8]) -> HttpResponse {
-        let raw = |status: StatusCode, value: Value| {
-            let mut response = spendguard_core::api::json_response(status, &value);
-            if !status.is_success() {
-                let error_type = value["Type"]
-                    .as_str()
-                    .unwrap_or("ServiceException")
-                    .to_string();
-                if let Ok(v) = error_type.parse() {
-                    response.headers_mut().insert("x-amzn-errortype", v);
-                }
-            }
-            response
-        };
-        let text = String::from_utf8_lossy(body);
-        if name == "usage-ingest" {
-            return match serde_json::from_str::<SqsEvent>(&text) {
-                Ok(event) => {
-                    let result = self.functions.usage_ingest.handle(event).await;
-                    raw(
-                        StatusCode::OK,
-                        serde_json::to_value(result).unwrap_or(Value::Null),
-                    )
-                }
-                Err(e) => raw(
-                    StatusCode::BAD_REQUEST,
-                    json!({"Type": "InvalidRequestContentException", "Message": format!("not an SQS event: {e}")}),
-                ),
-            };
-        }
-        if !self.routes.iter().any(|r| r.function == name) {
-            return raw(
-                StatusCode::NOT_FOUND,
-                json!({"Type": "ResourceNotFoundException", "Message": format!("Function not found: {name}")}),
-            );
-        }
-        let req = match lambda_http::request::from_str(&text) {
-            Ok(r) => r,
-            Err(e) => {
-                return raw(
-                    StatusCode::BAD_REQUEST,
-                    json!({"Type": "InvalidRequestContentException", "Message": format!("not an API Gateway event: {e}")}),
-                )
-            }
-        };
-        match self.functions.call_http(name, req).await {
-            Some(response) => raw(StatusCode::OK, api_gateway_v2_result(response)),
-            None => raw(
-                StatusCode::NOT_FOUND,
-                json!({"Type": "ResourceNotFoundException", "Message": format!("Function not found: {name}")}),
-            ),
-        }
+        self.invoke_request(InvokeRequest {
+            function: name,
+            query: None,
+            headers: &HeaderMap::new(),
+            body,
+        })
+        .await
+    }
+
+    /// The Lambda Invoke API with every parameter (see [`crate::invoke`]).
+    pub async fn invoke_request(&self, request: InvokeRequest<'_>) -> HttpResponse {
+        invoke::invoke(&self.functions, &self.registry, self.echo_logs, request).await
     }
 }
 
@@ -225,7 +211,16 @@ fn payload_v2_event(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let body = String::from_utf8_lossy(&req.body).into_owned();
+    // API Gateway passes a text body as is and anything else base64-encoded
+    // (`isBase64Encoded`), never altered: bytes that are not UTF-8 reach the
+    // function unchanged, which refuses them as it would in AWS.
+    let (body, base64_encoded) = match std::str::from_utf8(&req.body) {
+        Ok(text) => (text.to_string(), false),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&req.body),
+            true,
+        ),
+    };
     json!({
         "version": "2.0",
         "routeKey": route.route_key(),
@@ -254,7 +249,7 @@ fn payload_v2_event(
             "authorizer": { "jwt": { "claims": claims, "scopes": null } },
         },
         "body": if body.is_empty() { Value::Null } else { Value::String(body) },
-        "isBase64Encoded": false,
+        "isBase64Encoded": base64_encoded,
     })
 }
 
@@ -266,38 +261,4 @@ fn uuid_like() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// What an HTTP function's handler returns through the Lambda runtime.
-fn api_gateway_v2_result(response: HttpResponse) -> Value {
-    let (parts, body) = response.into_parts();
-    let headers: Map<String, Value> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_string(),
-                Value::String(v.to_str().ok()?.to_string()),
-            ))
-        })
-        .collect();
-    let (body, base64) = match body {
-        Body::Empty => (Value::Null, false),
-        Body::Text(t) => (Value::String(t), false),
-        Body::Binary(b) => {
-            use base64::Engine;
-            (
-                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-                true,
-            )
-        }
-        _ => (Value::Null, false),
-    };
-    json!({
-        "statusCode": parts.status.as_u16(),
-        "headers": headers,
-        "body": body,
-        "isBase64Encoded": base64,
-        "cookies": [],
-    })
 }

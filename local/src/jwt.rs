@@ -84,11 +84,23 @@ pub fn verify(secret: &str, token: &str, now_epoch: i64) -> Option<HashMap<Strin
     mac(secret, &token[..token.rfind('.')?])
         .verify_slice(&signature)
         .ok()?;
-    let claims: Map<String, Value> =
+    let mut claims: Map<String, Value> =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    // A JSON `null` claim is an absent claim: `"sub": null` is a token without
+    // a user, not the user "null".
+    claims.retain(|_, v| !v.is_null());
+    // As API Gateway's JWT authorizer: `exp` must be after now, `nbf` and `iat`
+    // not after it. A time claim that is not an integer is an invalid token.
     if let Some(exp) = claims.get("exp") {
         if exp.as_i64()? <= now_epoch {
             return None;
+        }
+    }
+    for claim in ["nbf", "iat"] {
+        if let Some(value) = claims.get(claim) {
+            if value.as_i64()? > now_epoch {
+                return None;
+            }
         }
     }
     Some(
@@ -133,5 +145,31 @@ mod tests {
         forged.push('x');
         assert!(verify("s3cret", &forged, now).is_none());
         assert!(verify("s3cret", "a.b", now).is_none());
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_are_refused() {
+        let now = chrono::Utc::now().timestamp();
+        let token = |claims: Value| sign("k", &claims);
+        for claim in ["nbf", "iat"] {
+            let future = token(json!({"sub": "alice", "exp": now + 60, claim: now + 30}));
+            assert!(verify("k", &future, now).is_none(), "{claim} in the future");
+            let past = token(json!({"sub": "alice", "exp": now + 60, claim: now}));
+            assert!(verify("k", &past, now).is_some(), "{claim} now");
+            let text = token(json!({"sub": "alice", "exp": now + 60, claim: "soon"}));
+            assert!(verify("k", &text, now).is_none(), "{claim} not a number");
+        }
+    }
+
+    #[test]
+    fn a_null_claim_is_absent() {
+        let now = chrono::Utc::now().timestamp();
+        let t = sign(
+            "k",
+            &json!({"sub": null, "scope": null, "exp": now + 60, "nbf": null}),
+        );
+        let claims = verify("k", &t, now).expect("valid token");
+        assert!(!claims.contains_key("sub"), "{claims:?}");
+        assert!(!claims.contains_key("scope"), "{claims:?}");
     }
 }

@@ -4,15 +4,20 @@
 pub mod console;
 pub mod engine;
 pub mod gateway;
+pub mod invoke;
 pub mod jwt;
+pub mod schedule;
+pub mod schema;
+pub mod server;
+pub mod streams;
+pub mod template;
 
 pub use gateway::{Functions, Gateway, GatewayRequest};
+pub use server::ServeOptions;
 
+use crate::template::Template;
 use spendguard_core::config::ENV_TABLE;
-use spendguard_core::store::schema;
-use spendguard_core::template::Template;
 use spendguard_core::{Config, DynamoStore, Error};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The standard variables that point aws-sdk-dynamodb at another endpoint.
@@ -41,56 +46,16 @@ pub async fn ensure_tables(store: &DynamoStore, config: &Config) -> Result<Vec<S
     Ok(created)
 }
 
-/// Serves `gateway` over HTTP on `listener` until `shutdown` resolves.
+/// Serves `gateway` and the web console over HTTP on `listener` until
+/// `shutdown` resolves, with the default read timeouts (30 s).
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The web console's routes first; everything else goes to the gateway.
-    let app = console::routes().fallback(
-        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-              req: axum::extract::Request| {
-            let gateway = gateway.clone();
-            async move { forward(&gateway, peer, req).await }
-        },
-    );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
-/// Largest request the dev gateway reads (API Gateway's limit is 10 MB).
-const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
-
-async fn forward(
-    gateway: &Gateway,
-    peer: SocketAddr,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
-        .await
-        .map(|b| b.to_vec())
-        .unwrap_or_default();
-    let response = gateway
-        .handle(GatewayRequest {
-            method: parts.method,
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers,
-            body,
-            source_ip: peer.ip().to_string(),
-        })
-        .await;
-    let (parts, body) = response.into_parts();
-    let bytes: Vec<u8> = match body {
-        lambda_http::Body::Text(t) => t.into_bytes(),
-        lambda_http::Body::Binary(b) => b,
-        _ => Vec::new(),
+    let routes = server::Routes {
+        gateway,
+        console: Some(Arc::new(console::Console::from_env())),
     };
-    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+    server::serve_routes(listener, routes, ServeOptions::default(), shutdown).await
 }

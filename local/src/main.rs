@@ -2,10 +2,12 @@
 
 use clap::{Parser, Subcommand};
 use spendguard_core::{Clock, Config, Deps, DynamoStore};
-use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, serve_http, Gateway};
+use spendguard_local::server::{self, ServeOptions, ENV_READ_TIMEOUT};
+use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(about = "spendguard local stack")]
@@ -26,6 +28,9 @@ enum Command {
         /// Port of the embedded engine (0 = any free port).
         #[arg(long, env = "SPENDGUARD_ENGINE_PORT", default_value_t = 8000)]
         engine_port: u16,
+        /// Seconds a client may take to send a request's head, and its body.
+        #[arg(long, env = ENV_READ_TIMEOUT, default_value_t = 30)]
+        read_timeout_secs: u64,
     },
     /// Print a dev token signed with SPENDGUARD_DEV_JWT_SECRET.
     Token {
@@ -67,7 +72,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             addr,
             data_dir,
             engine_port,
-        } => serve(addr, data_dir, engine_port).await,
+            read_timeout_secs,
+        } => {
+            let options = ServeOptions::with_read_timeout(Duration::from_secs(read_timeout_secs));
+            serve(addr, data_dir, engine_port, options).await
+        }
     }
 }
 
@@ -75,6 +84,7 @@ async fn serve(
     addr: SocketAddr,
     data_dir: PathBuf,
     engine_port: u16,
+    options: ServeOptions,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     spendguard_core::telemetry::init_pretty();
     let config = Config::from_env()?;
@@ -106,10 +116,16 @@ async fn serve(
         store,
         clock: Clock::system(),
     };
-    let gateway = Arc::new(Gateway::new(deps, jwt::secret_from_env()));
+    let _alerts = spendguard_local::streams::spawn_alerts(deps.clone()).await?;
+    let gateway = Arc::new(Gateway::new(deps, jwt::secret_from_env()).echo_logs(true));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(addr, &engine_note, &config, &created);
-    serve_http(listener, gateway, async {
+    spendguard_local::schedule::spawn(gateway.clone());
+    let routes = server::Routes {
+        gateway,
+        console: Some(Arc::new(spendguard_local::console::Console::from_env())),
+    };
+    server::serve_routes(listener, routes, options, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

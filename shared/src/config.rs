@@ -1,5 +1,6 @@
 //! Configuration, read once from the environment in `main`.
 
+use crate::domain::alert::{AlertSettings, ENV_ALERT_THRESHOLDS, ENV_LOW_BALANCE_CREDITS};
 use crate::domain::Platforms;
 use crate::error::Error;
 use chrono_tz::Tz;
@@ -10,6 +11,8 @@ pub const ENV_TABLE: &str = "SPENDGUARD_TABLE";
 pub const ENV_PLATFORMS: &str = "SPENDGUARD_PLATFORMS";
 pub const ENV_TZ: &str = "SPENDGUARD_TZ";
 pub const ENV_VARS: &[&str] = &[ENV_TABLE, ENV_PLATFORMS, ENV_TZ];
+/// Read only where alerts are decided (the `alerts` function).
+pub const ALERT_ENV_VARS: &[&str] = &[ENV_ALERT_THRESHOLDS, ENV_LOW_BALANCE_CREDITS];
 
 pub const DEFAULT_TABLE: &str = "spendguard";
 
@@ -20,6 +23,8 @@ pub struct Config {
     pub platforms: Platforms,
     /// Zone in which daily / weekly / monthly windows are calendar-aligned.
     pub timezone: Tz,
+    /// Alert thresholds (`SPENDGUARD_ALERT_THRESHOLDS`, `SPENDGUARD_LOW_BALANCE_CREDITS`).
+    pub alerts: AlertSettings,
 }
 
 impl Config {
@@ -46,10 +51,16 @@ impl Config {
                 .map_err(|_| bad(format!("{ENV_TZ}: unknown IANA time zone {name:?}")))?,
             None => Tz::UTC,
         };
+        let alerts = AlertSettings::parse(
+            get(ENV_ALERT_THRESHOLDS).as_deref(),
+            get(ENV_LOW_BALANCE_CREDITS).as_deref(),
+        )
+        .map_err(bad)?;
         Ok(Self {
             table_name,
             platforms,
             timezone,
+            alerts,
         })
     }
 
@@ -59,6 +70,7 @@ impl Config {
             table_name: table_name.into(),
             platforms: Platforms::defaults(),
             timezone: Tz::UTC,
+            alerts: AlertSettings::default(),
         }
     }
 }

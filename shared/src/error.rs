@@ -48,6 +48,10 @@ pub enum Error {
     // --- business refusals ---
     #[error("{0}")]
     InsufficientCredits(String),
+    /// A change the balance (a 64-bit integer) cannot hold: the upper twin
+    /// of `InsufficientCredits`, a refusal of the state, not of the input.
+    #[error("{0}")]
+    BalanceOverflow(String),
     #[error("redemption code not found")]
     CodeNotFound,
     #[error("redemption code is disabled")]
@@ -66,6 +70,10 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     EventPayloadMismatch(String),
+    #[error("reservation not found")]
+    ReservationNotFound,
+    #[error("the reservation is {0}, not pending")]
+    ReservationNotPending(String),
 
     // --- our fault ---
     #[error("{0} is not implemented yet")]
@@ -96,7 +104,7 @@ impl Error {
             PayloadTooLarge { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyInUse => StatusCode::CONFLICT,
-            InsufficientCredits(_) => StatusCode::CONFLICT,
+            InsufficientCredits(_) | BalanceOverflow(_) => StatusCode::CONFLICT,
             CodeNotFound => StatusCode::NOT_FOUND,
             CodeDisabled => StatusCode::FORBIDDEN,
             CodeExpired => StatusCode::GONE,
@@ -105,6 +113,8 @@ impl Error {
             }
             TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             EventPayloadMismatch(_) => StatusCode::CONFLICT,
+            ReservationNotFound => StatusCode::NOT_FOUND,
+            ReservationNotPending(_) => StatusCode::CONFLICT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +142,7 @@ impl Error {
             IdempotencyKeyMismatch => "idempotency_key_mismatch",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             InsufficientCredits(_) => "insufficient_credits",
+            BalanceOverflow(_) => "balance_overflow",
             CodeNotFound => "code_not_found",
             CodeDisabled => "code_disabled",
             CodeExpired => "code_expired",
@@ -141,6 +152,8 @@ impl Error {
             TooManyFailedAttempts { .. } => "too_many_failed_attempts",
             Conflict(_) => "conflict",
             EventPayloadMismatch(_) => "event_payload_mismatch",
+            ReservationNotFound => "reservation_not_found",
+            ReservationNotPending(_) => "reservation_not_pending",
             NotImplemented(_) => "not_implemented",
             StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal",

@@ -1,18 +1,23 @@
 //! spendguard core: everything the Lambda functions share.
 //!
-//! - [`domain`]: pure rules and newtypes (money, ids, platforms, windows). No AWS types.
-//! - [`store`]: the DynamoDB adapter behind narrow traits.
+//! - [`domain`]: pure rules and newtypes (money, ids, platforms, windows,
+//!   idempotency fingerprints). No AWS types.
+//! - [`paging`]: pages of lists and the cursors between them.
+//! - [`store`]: the DynamoDB adapter behind narrow traits (knows no HTTP).
 //! - [`api`]: the HTTP edge: auth from API Gateway claims, body parsing, responses.
 //! - [`error`]: the one error enum and its HTTP mapping.
+//! - [`json`]: the one JSON reader of request bodies and usage events.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod paging;
 pub mod store;
 pub mod telemetry;
-pub mod template;
 
 pub use clock::Clock;
 pub use config::Config;
@@ -30,10 +35,10 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Configuration and DynamoDB client from the standard environment.
+    /// Configuration and DynamoDB client from a Lambda function's environment.
     pub async fn from_env() -> std::result::Result<Self, Error> {
         let config = Arc::new(Config::from_env()?);
-        let store = DynamoStore::from_env(&config).await;
+        let store = DynamoStore::from_lambda_env(&config).await;
         Ok(Self {
             config,
             store,

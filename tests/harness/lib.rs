@@ -17,6 +17,9 @@ use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, G
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+pub mod fault;
+
+pub use fault::{Fault, FaultProxy};
 pub use spendguard_local::jwt::Role;
 
 pub const ENV_TEST_ENDPOINT: &str = "SPENDGUARD_TEST_ENDPOINT";
@@ -87,12 +90,36 @@ impl TestEnv {
 
     /// Adjusts the configuration and picks the clock before the functions are built.
     pub async fn build(configure: impl FnOnce(&mut Config), clock: Clock) -> Self {
+        Self::build_at(configure, clock, None).await
+    }
+
+    /// Default configuration with the functions' store talking to the engine
+    /// through a [`FaultProxy`] (nothing injected until the test says so).
+    /// `None` when the suite runs against an endpoint with real AWS
+    /// credentials: requests are signed for the endpoint's host, so a proxy
+    /// in between would invalidate them.
+    pub async fn with_faults(clock: Clock) -> Option<(Self, FaultProxy)> {
+        let Engine::Local(url) = engine() else {
+            eprintln!("fault injection needs a local engine; skipped");
+            return None;
+        };
+        let proxy = FaultProxy::start(url);
+        let env = Self::build_at(|_| {}, clock, Some(proxy.url())).await;
+        Some((env, proxy))
+    }
+
+    async fn build_at(
+        configure: impl FnOnce(&mut Config),
+        clock: Clock,
+        endpoint: Option<&str>,
+    ) -> Self {
         let table = format!("t{}", uuid::Uuid::new_v4().simple());
         let mut config = Config::for_table(&table);
         configure(&mut config);
-        let store = match engine() {
-            Engine::Local(url) => DynamoStore::for_local_endpoint(url, &table),
-            Engine::FromEnv => DynamoStore::from_env(&config).await,
+        let store = match (endpoint, engine()) {
+            (Some(url), _) => DynamoStore::for_local_endpoint(url, &table),
+            (None, Engine::Local(url)) => DynamoStore::for_local_endpoint(url, &table),
+            (None, Engine::FromEnv) => DynamoStore::from_env(&config).await,
         };
         ensure_tables(&store, &config)
             .await
@@ -266,6 +293,16 @@ impl TestRequest<'_> {
         self.req
             .headers
             .append(name, HeaderValue::from_str(value).expect("valid header"));
+        self
+    }
+
+    /// A header with raw bytes (non-ASCII, tab): what HTTP carries but a
+    /// `&str` header cannot show.
+    pub fn header_bytes(mut self, name: &'static str, value: &[u8]) -> Self {
+        self.req.headers.append(
+            name,
+            HeaderValue::from_bytes(value).expect("bytes HTTP allows in a header"),
+        );
         self
     }
 

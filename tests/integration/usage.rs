@@ -975,13 +975,13 @@ async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies
 
 #[tokio::test]
 async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
-    // Each cost is a valid amount (at most 10^26 USD); their stored sum is not
+    // Each cost is a valid amount (below 10^18 USD); their stored sum is not
     // one. The quota item must stay readable: checks deny instead of failing,
     // and an admin can still reset the window.
     let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
     set_limits(&env, "max", "openai", [Some("100"), None, None]).await;
     let t = at("2026-11-21T11:00:00Z");
-    let huge = "60000000000000000000000000";
+    let huge = "600000000000000000";
     ingest_ok(&env, &[body("huge-1", "max", "openai", huge, t)]).await;
     ingest_ok(&env, &[body("huge-2", "max", "openai", huge, t)]).await;
     // Merged into one write, such events apply as they do one by one.
@@ -996,10 +996,7 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
     assert_eq!(report.applied, 2);
     let c = env.check_mine("max", "gemini").await;
     for w in ["daily", "weekly", "monthly"] {
-        assert_eq!(
-            c["windows"][w]["usage_usd"], "120000000000000000000000000",
-            "{c}"
-        );
+        assert_eq!(c["windows"][w]["usage_usd"], "1200000000000000000", "{c}");
     }
     let res = env.get("/v1/me/quotas").as_user("max").send().await;
     res.assert_status(200);
@@ -1007,7 +1004,7 @@ async fn usage_summed_past_the_largest_input_amount_still_reads_and_resets() {
     assert_eq!(c["allowed"], false, "{c}");
     assert_eq!(c["reason"], "daily_quota_exhausted", "{c}");
     assert_eq!(
-        c["windows"]["daily"]["usage_usd"], "120000000000000000000000000",
+        c["windows"]["daily"]["usage_usd"], "1200000000000000000",
         "{c}"
     );
     env.post("/v1/admin/users/max/quotas/openai/reset")

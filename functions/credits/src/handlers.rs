@@ -4,10 +4,9 @@
 
 use http::StatusCode;
 use lambda_http::Request;
-use serde_json::Value;
 use spendguard_core::api::{
-    idempotency_key, json_body, json_response, path_param, query_param, replayed_response,
-    request_fingerprint, Caller, HttpResult, PageRequest,
+    idempotency_key, json_body, json_response, path_param, query_filter, query_param,
+    replayed_response, request_fingerprint, Caller, HttpResult, PageRequest,
 };
 use spendguard_core::domain::audit::Actor;
 use spendguard_core::domain::credits::{
@@ -69,8 +68,7 @@ pub async fn user_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpRes
 pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
     let user = target_user(req)?;
-    let body: Value = json_body(req)?;
-    let request = AdjustRequest::from_json(&body)?;
+    let request = AdjustRequest::from_body(json_body(req)?)?;
     let key = idempotency_key(req)?;
     let actor = Actor::from(caller);
     match (request.mode, request.by) {
@@ -129,10 +127,7 @@ pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
 pub async fn audit(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
     let filter = AuditFilter {
-        user_id: query_param(req, "user_id")
-            .filter(|u| !u.is_empty())
-            .map(|u| UserId::parse(&u))
-            .transpose()?,
+        user_id: query_filter(req, "user_id", UserId::parse)?,
         action: query_param(req, "action").filter(|a| !a.is_empty()),
     };
     let page = PageRequest::from_request(req)?;

@@ -168,6 +168,12 @@ pub async fn reset_window(deps: &Deps, caller: &Caller, req: &Request) -> HttpRe
 async fn check(deps: &Deps, user: &UserId, platform: &Platform) -> HttpResult {
     let record = deps.store.quota_record(user, platform).await?;
     let decision = QuotaCheck::evaluate(&record, deps.clock.now(), deps.config.timezone);
+    let reason = decision.reason.as_ref().map(serde_json::to_value);
+    let reason = reason.and_then(Result::ok);
+    spendguard_core::metrics::check_decision(
+        "quota",
+        reason.as_ref().map(|r| r.as_str().unwrap_or("denied")),
+    );
     Ok(json_response(StatusCode::OK, &decision))
 }
 

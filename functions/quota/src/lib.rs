@@ -1,7 +1,9 @@
 //! The quota function: quota defaults, per-user limits, the user view and the
 //! check API. Routing lives here; each route's handler is in [`handlers`].
 
+mod alerts;
 mod handlers;
+mod reservations;
 
 use lambda_http::Request;
 use spendguard_core::api::{respond, route_key, Caller, HttpFunction, HttpResponse, HttpResult};
@@ -39,6 +41,15 @@ impl App {
             }
             "POST /v1/admin/users/{user_id}/quotas/{platform}/reset" => {
                 handlers::reset_window(deps, &caller, req).await
+            }
+            "GET /v1/admin/alerts" => alerts::list_all(deps, &caller, req).await,
+            "GET /v1/me/alerts" => alerts::list_mine(deps, &caller, req).await,
+            "POST /v1/quota/reservations" => reservations::reserve(deps, &caller, req).await,
+            "GET /v1/quota/reservations/{reservation_id}" => {
+                reservations::get(deps, &caller, req).await
+            }
+            "DELETE /v1/quota/reservations/{reservation_id}" => {
+                reservations::void(deps, &caller, req).await
             }
             other => Err(Error::RouteNotFound(other.to_string())),
         }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spendguard_core::api::response::IDEMPOTENT_REPLAYED;
 use spendguard_core::api::{
-    idempotency_key, json_body, json_response, path_param, query_param, replayed_response,
+    idempotency_key, json_body, json_response, path_param, query_filter, replayed_response,
     request_fingerprint, Caller, HttpResult, Page, PageRequest,
 };
 use spendguard_core::domain::audit::Actor;
@@ -65,14 +65,8 @@ pub async fn create_codes(deps: &Deps, caller: &Caller, req: &Request) -> HttpRe
 pub async fn list_codes(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
     let filter = CodeFilter {
-        batch_id: query_param(req, "batch_id")
-            .filter(|b| !b.is_empty())
-            .map(|b| BatchId::parse(&b))
-            .transpose()?,
-        status: query_param(req, "status")
-            .filter(|s| !s.is_empty())
-            .map(|s| CodeStatus::parse(&s))
-            .transpose()?,
+        batch_id: query_filter(req, "batch_id", BatchId::parse)?,
+        status: query_filter(req, "status", CodeStatus::parse)?,
     };
     let page = PageRequest::from_request(req)?;
     let now = deps.clock.now();

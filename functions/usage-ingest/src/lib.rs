@@ -7,6 +7,7 @@
 //! write settled, so a quota check right after the batch sees the usage.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::Diagnostic;
 use spendguard_core::domain::usage::{UsageEvent, Verdict};
 use spendguard_core::domain::EventId;
 use spendguard_core::store::txn::Backoff;
@@ -63,6 +64,42 @@ pub struct BatchOutcome {
     pub unreportable: usize,
 }
 
+/// Why an invocation fails as a whole. The Lambda runtime reports it as a
+/// function error (`{"errorType", "errorMessage"}`), and SQS then delivers the
+/// whole batch again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationError {
+    /// Failed messages without a `messageId`, which a partial batch response
+    /// cannot name.
+    pub unreportable: usize,
+}
+
+impl InvocationError {
+    /// The `errorType` Lambda reports for this error.
+    pub const ERROR_TYPE: &'static str = "UnreportableMessageFailure";
+}
+
+impl std::fmt::Display for InvocationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed usage message(s) without a messageId",
+            self.unreportable
+        )
+    }
+}
+
+impl std::error::Error for InvocationError {}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(err: InvocationError) -> Self {
+        Diagnostic {
+            error_type: InvocationError::ERROR_TYPE.to_string(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
 /// One delivered message that parsed.
 struct Delivery {
     message_id: Option<String>,
@@ -80,7 +117,32 @@ impl App {
         }
     }
 
-    /// Applies every message of a batch; the response lists exactly the failed ones.
+    /// The function's entry: what the Lambda runtime calls for one invocation
+    /// (`main.rs`) and what the local stack's Invoke API calls, so both apply the
+    /// same deadline and failure policy. `deadline_epoch_ms` is the invocation's
+    /// deadline (`Context::deadline`); the batch stops retrying a margin before it
+    /// ([`batch_deadline`]). A failed message without a `messageId` cannot be
+    /// named in a partial response: the invocation fails instead, which returns
+    /// the whole batch to the queue rather than dropping it (events already
+    /// applied are then acknowledged as duplicates).
+    pub async fn invoke(
+        &self,
+        event: SqsEvent,
+        deadline_epoch_ms: u64,
+    ) -> Result<SqsBatchResponse, InvocationError> {
+        let deadline = batch_deadline(deadline_epoch_ms);
+        let outcome = self.process_until(event, Some(deadline)).await;
+        if outcome.unreportable > 0 {
+            return Err(InvocationError {
+                unreportable: outcome.unreportable,
+            });
+        }
+        Ok(outcome.response)
+    }
+
+    /// Applies every message of a batch; the response lists exactly the failed
+    /// ones. Without a deadline, and a failed message without a `messageId` is
+    /// only counted (see [`App::invoke`] for the entry Lambda runs).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         self.process(event).await.response
     }
@@ -171,6 +233,10 @@ impl App {
             write_units = report.writes.write_units_tenths as f64 / 10.0,
             "usage batch processed"
         );
+        use spendguard_core::metrics;
+        metrics::count("usage-ingest", metrics::EVENTS_APPLIED, report.applied);
+        metrics::count("usage-ingest", metrics::EVENTS_DUPLICATE, report.duplicates);
+        metrics::count("usage-ingest", metrics::EVENTS_FAILED, report.failed);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .ids

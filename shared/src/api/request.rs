@@ -1,5 +1,6 @@
 //! Reading requests: route key, path and query parameters, JSON bodies.
 
+use crate::domain::idempotency::Fingerprint;
 use crate::error::Error;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
@@ -41,11 +42,12 @@ fn body_bytes(req: &Request) -> &[u8] {
 
 /// The request's identity for `Idempotency-Key` matching: method, path and the
 /// canonical JSON body.
-pub fn request_fingerprint(req: &Request) -> crate::store::Fingerprint {
-    crate::store::Fingerprint::of(req.method().as_str(), req.uri().path(), body_bytes(req))
+pub fn request_fingerprint(req: &Request) -> Fingerprint {
+    Fingerprint::of(req.method().as_str(), req.uri().path(), body_bytes(req))
 }
 
-/// Parses a JSON body of at most [`MAX_BODY_BYTES`].
+/// Parses a JSON body of at most [`MAX_BODY_BYTES`] with the one reader
+/// ([`crate::json::from_slice`]: a duplicate key is 400 `invalid_request`).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
     let bytes = body_bytes(req);
     if bytes.len() > MAX_BODY_BYTES {
@@ -56,26 +58,38 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidRequest("a JSON body is required".into()));
     }
-    serde_json::from_slice(bytes).map_err(Error::from_json)
+    crate::json::from_slice(bytes)
 }
 
-/// The `Idempotency-Key` header, if sent (1–255 printable ASCII characters).
+/// Whether `key` is an `Idempotency-Key` the contract accepts: 1-255
+/// printable ASCII characters, space included (0x20-0x7E); no control
+/// character, no non-ASCII byte.
+pub fn is_valid_idempotency_key(key: &[u8]) -> bool {
+    (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+        && key.iter().all(|b| (0x20..=0x7E).contains(b))
+}
+
+/// The `Idempotency-Key` header, if sent (see [`is_valid_idempotency_key`]).
 pub fn idempotency_key(req: &Request) -> Result<Option<String>, Error> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| {
-            !k.is_empty()
-                && k.len() <= MAX_IDEMPOTENCY_KEY_LEN
-                && k.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            Error::InvalidIdempotencyKey(
-                "Idempotency-Key must be 1-255 printable ASCII characters".into(),
-            )
-        })?;
-    Ok(Some(key.to_string()))
+    if !is_valid_idempotency_key(value.as_bytes()) {
+        return Err(Error::InvalidIdempotencyKey(
+            "Idempotency-Key must be 1-255 printable ASCII characters (space to ~), without control characters".into(),
+        ));
+    }
+    // Printable ASCII is valid UTF-8.
+    Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
+}
+
+/// An optional filter of a list (`?user_id=`, `?batch_id=`, `?status=`):
+/// absent is no filter; sent, even empty, it is parsed (an empty id is 400
+/// `invalid_id`, not "no filter").
+pub fn query_filter<T>(
+    req: &Request,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    query_param(req, name).map(|v| parse(&v)).transpose()
 }

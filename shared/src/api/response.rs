@@ -1,5 +1,6 @@
 //! Building responses; the single place an [`Error`] becomes HTTP.
 
+use crate::domain::idempotency::StoredResponse;
 use crate::error::Error;
 use http::StatusCode;
 use lambda_http::{Body, Response};
@@ -53,7 +54,7 @@ pub fn respond(result: HttpResult) -> HttpResponse {
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// The stored first response to an `Idempotency-Key`, with `Idempotent-Replayed: true`.
-pub fn replayed_response(stored: &crate::store::StoredResponse) -> HttpResponse {
+pub fn replayed_response(stored: &StoredResponse) -> HttpResponse {
     Response::builder()
         .status(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK))
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -9,6 +9,7 @@ use super::UserId;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
 
@@ -93,8 +94,9 @@ pub struct LedgerEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub kind: EntryType,
-    /// Magnitude, always > 0; the sign follows from `kind`.
-    pub credits: i64,
+    /// Magnitude, always > 0; the sign follows from `kind`. Unsigned, so a
+    /// deduction of 2^63 (to `i64::MIN` from zero) is representable.
+    pub credits: u64,
     pub category: String,
     pub description: String,
     pub reference: Option<String>,
@@ -107,7 +109,7 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(kind: EntryType, credits: i64, category: &str, description: &str) -> Self {
+    fn new(kind: EntryType, credits: u64, category: &str, description: &str) -> Self {
         Self {
             kind,
             credits,
@@ -119,22 +121,29 @@ impl Change {
         }
     }
 
+    /// A non-positive `credits` makes a change that [`Account::apply`] refuses.
     pub fn grant(credits: i64, category: &str, description: &str) -> Self {
-        Self::new(EntryType::Grant, credits, category, description)
+        Self::new(EntryType::Grant, magnitude(credits), category, description)
     }
 
-    /// An admin deduction; refused below zero unless [`Change::forced`].
-    pub fn deduct(credits: i64, category: &str, description: &str) -> Self {
+    /// An admin deduction of `credits` (up to 2^63); refused below zero unless
+    /// [`Change::forced`].
+    pub fn deduct(credits: u64, category: &str, description: &str) -> Self {
         Self::new(EntryType::Deduct, credits, category, description)
     }
 
     /// Usage consumption; allowed to take the balance below zero.
     pub fn consume(credits: i64, category: &str, description: &str) -> Self {
-        Self::new(EntryType::Consume, credits, category, description)
+        Self::new(
+            EntryType::Consume,
+            magnitude(credits),
+            category,
+            description,
+        )
     }
 
     pub fn redeem(credits: i64, category: &str, description: &str) -> Self {
-        Self::new(EntryType::Redeem, credits, category, description)
+        Self::new(EntryType::Redeem, magnitude(credits), category, description)
     }
 
     pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
@@ -153,14 +162,20 @@ impl Change {
         self
     }
 
-    /// The signed change to `available`.
-    pub fn signed_amount(&self) -> i64 {
+    /// The signed change to `available`; `None` outside the 64-bit range
+    /// (a grant above `i64::MAX`, a deduction above 2^63).
+    pub fn signed_amount(&self) -> Option<i64> {
         match self.kind {
-            EntryType::Grant | EntryType::Redeem => self.credits,
-            // credits > 0 is checked in `apply`, so the negation cannot overflow.
-            EntryType::Deduct | EntryType::Consume => -self.credits,
+            EntryType::Grant | EntryType::Redeem => i64::try_from(self.credits).ok(),
+            EntryType::Deduct | EntryType::Consume => 0_i64.checked_sub_unsigned(self.credits),
         }
     }
+}
+
+/// A signed amount as a [`Change`] magnitude; a non-positive one becomes 0,
+/// which [`Account::apply`] refuses.
+fn magnitude(credits: i64) -> u64 {
+    u64::try_from(credits).unwrap_or(0)
 }
 
 /// The result of applying a [`Change`]: the account as read, the account to
@@ -172,8 +187,11 @@ pub struct Applied {
     pub entry: LedgerEntry,
 }
 
+/// 409 `balance_overflow`: the account cannot hold the result.
 fn overflow() -> Error {
-    Error::InvalidAmount("the change would overflow the credit balance (64-bit integer)".into())
+    Error::BalanceOverflow(
+        "the change would take the credit balance outside a 64-bit integer".into(),
+    )
 }
 
 impl Account {
@@ -195,18 +213,21 @@ impl Account {
     }
 
     /// Computes the next state and its ledger entry. Errors: a non-positive
-    /// amount (internal misuse), overflow (400 `invalid_amount`), or a balance
-    /// below zero where the change does not allow it (409 `insufficient_credits`).
+    /// amount (internal misuse), overflow (400 `invalid_amount`), or a deduction
+    /// ending below zero where the change does not allow it (409
+    /// `insufficient_credits`).
     pub fn apply(&self, change: &Change, now: DateTime<Utc>) -> Result<Applied, Error> {
-        if change.credits <= 0 {
+        if change.credits == 0 {
             return Err(Error::Internal(format!(
                 "a {} ledger change needs a positive amount, got {}",
                 change.kind, change.credits
             )));
         }
-        let amount = change.signed_amount();
+        let amount = change.signed_amount().ok_or_else(overflow)?;
         let available = self.available.checked_add(amount).ok_or_else(overflow)?;
-        if available < 0 && !change.allow_negative {
+        // Only a change that lowers the balance below zero needs the allowance:
+        // a grant onto a negative balance (a user in debt topping up) applies.
+        if amount < 0 && available < 0 && !change.allow_negative {
             return Err(Error::InsufficientCredits(format!(
                 "available credits {} cannot cover a deduction of {}",
                 self.available, change.credits
@@ -214,15 +235,15 @@ impl Account {
         }
         let (total, used) = match change.kind {
             EntryType::Grant | EntryType::Redeem => (
-                self.total
-                    .checked_add(change.credits)
-                    .ok_or_else(overflow)?,
+                self.total.checked_add(amount).ok_or_else(overflow)?,
                 self.used,
             ),
             EntryType::Deduct => (self.total, self.used),
             EntryType::Consume => (
                 self.total,
-                self.used.checked_add(change.credits).ok_or_else(overflow)?,
+                self.used
+                    .checked_add_unsigned(change.credits)
+                    .ok_or_else(overflow)?,
             ),
         };
         let seq = self
@@ -334,28 +355,37 @@ pub fn parse_credits(what: &str, text: &str) -> Result<i64, Error> {
     })
 }
 
-fn json_credits(what: &str, value: &Value) -> Result<i64, Error> {
-    match value {
-        Value::Number(n) => {
-            if let Some(v) = n.as_i64() {
-                Ok(v)
-            } else if n.is_u64()
-                || n.as_f64()
-                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
-            {
-                Err(Error::InvalidAmount(format!(
-                    "{what} {n} is out of range (64-bit signed integer)"
-                )))
-            } else {
-                Err(Error::InvalidAmount(format!(
-                    "{what} must be an integer, got {n}"
-                )))
-            }
-        }
-        other => Err(Error::InvalidAmount(format!(
-            "{what} must be an integer, got {other}"
-        ))),
+/// The source text of a JSON value for an error message, cut to a readable length.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
     }
+}
+
+/// Reads an integer credit amount from a JSON value's source text, exactly
+/// (never through `f64`). An integer is a JSON number without a fractional
+/// part, as JSON Schema's `integer` says, however it is spelled: `100`,
+/// `100.0`, `1e2` and `1.00e2` are 100 and `-0` is 0. Every refusal is 400
+/// `invalid_amount` with its reason: not a number, a fractional part (`1.5`,
+/// `1e-3`), or outside the 64-bit range (`1e400`).
+pub fn json_credits(what: &str, raw: &RawValue) -> Result<i64, Error> {
+    use crate::json::NotAnInteger;
+    let text = raw.get();
+    crate::json::integer(text).map_err(|why| {
+        Error::InvalidAmount(match why {
+            NotAnInteger::NotANumber => format!("{what} must be an integer, got {}", shown(text)),
+            NotAnInteger::Fraction => {
+                format!("{what} must be a whole number, got {}", shown(text))
+            }
+            NotAnInteger::OutOfRange => format!(
+                "{what} {} is out of range (64-bit signed integer: {} to {})",
+                shown(text),
+                i64::MIN,
+                i64::MAX
+            ),
+        })
+    })
 }
 
 /// Checks a reason: 1–500 characters, not only whitespace.
@@ -405,38 +435,34 @@ impl AdjustRequest {
         })
     }
 
-    /// Parses the API body `{"target"?, "delta"?, "reason", "mode"?, "force"?}`.
-    /// Field by field, so each mistake gets its own message; unknown fields are
-    /// ignored and `null` counts as absent.
-    pub fn from_json(body: &Value) -> Result<Self, Error> {
-        let Value::Object(fields) = body else {
-            return Err(Error::InvalidRequest(
-                "the body must be a JSON object".into(),
-            ));
-        };
-        let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
-        let mode = match get("mode") {
+    /// Validates the API body. Each field is read on its own, so each mistake
+    /// gets its own message; unknown fields are ignored.
+    pub fn from_body(body: AdjustBody) -> Result<Self, Error> {
+        fn field<T: serde::de::DeserializeOwned>(
+            name: &str,
+            expected: &str,
+            raw: Option<Box<RawValue>>,
+        ) -> Result<Option<T>, Error> {
+            raw.map(|raw| {
+                serde_json::from_str(raw.get()).map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "{name} must be {expected}, got {}",
+                        shown(raw.get())
+                    ))
+                })
+            })
+            .transpose()
+        }
+        let mode = match field::<String>("mode", "a string (apply, dry_run or check)", body.mode)? {
             None => AdjustMode::Apply,
-            Some(Value::String(s)) => AdjustMode::parse(s)?,
-            Some(other) => {
-                return Err(Error::InvalidRequest(format!(
-                    "mode must be a string, got {other}"
-                )))
-            }
+            Some(s) => AdjustMode::parse(&s)?,
         };
-        let force = match get("force") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(Error::InvalidRequest(format!(
-                    "force must be a boolean, got {other}"
-                )))
-            }
-        };
-        let target = get("target")
-            .map(|v| json_credits("target", v))
+        let force = field::<bool>("force", "a boolean", body.force)?.unwrap_or(false);
+        let target = body
+            .target
+            .map(|v| json_credits("target", &v))
             .transpose()?;
-        let delta = get("delta").map(|v| json_credits("delta", v)).transpose()?;
+        let delta = body.delta.map(|v| json_credits("delta", &v)).transpose()?;
         let by = match (target, delta) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidRequest(
@@ -447,17 +473,26 @@ impl AdjustRequest {
             (None, Some(d)) => Some(AdjustBy::Delta(d)),
             (None, None) => None,
         };
-        let reason = match get("reason") {
-            None => "",
-            Some(Value::String(s)) => s.as_str(),
-            Some(other) => {
-                return Err(Error::InvalidRequest(format!(
-                    "reason must be a string, got {other}"
-                )))
-            }
-        };
-        Self::new(by, reason, mode, force)
+        let reason = field::<String>("reason", "a string", body.reason)?.unwrap_or_default();
+        Self::new(by, &reason, mode, force)
     }
+}
+
+/// The adjust body `{"target"?, "delta"?, "reason", "mode"?, "force"?}` as
+/// sent, each value unparsed: [`AdjustRequest::from_body`] reads them. No field
+/// is nullable: `null` is refused like any other value of the wrong type.
+#[derive(Debug, Default, Deserialize)]
+pub struct AdjustBody {
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub target: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub delta: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub reason: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub mode: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub force: Option<Box<RawValue>>,
 }
 
 /// An adjustment computed against one reading of the account.
@@ -482,10 +517,6 @@ impl AdjustPlan {
             AdjustBy::Target(t) => (t, t.checked_sub(previous).ok_or_else(overflow)?),
             AdjustBy::Delta(d) => (previous.checked_add(d).ok_or_else(overflow)?, d),
         };
-        // A deduction's magnitude must be representable (the ledger change is |adjustment|).
-        if adjustment == i64::MIN {
-            return Err(overflow());
-        }
         let goes_negative = adjustment < 0 && target < 0;
         if goes_negative && !force {
             return Err(Error::InsufficientCredits(format!(
@@ -506,11 +537,10 @@ impl AdjustPlan {
         match self.adjustment {
             0 => None,
             a if a > 0 => Some(Change::grant(a, CATEGORY_ADMIN_ADJUST, reason)),
-            // `new` refuses i64::MIN, so the magnitude is exact.
-            a => Some(
-                Change::deduct(a.unsigned_abs() as i64, CATEGORY_ADMIN_ADJUST, reason)
-                    .forced(force),
-            ),
+            // Exact for every i64, i64::MIN (2^63) included.
+            a => {
+                Some(Change::deduct(a.unsigned_abs(), CATEGORY_ADMIN_ADJUST, reason).forced(force))
+            }
         }
     }
 }
@@ -654,6 +684,25 @@ mod tests {
         assert_eq!(r.after.available, -1);
     }
 
+    /// Only a change that lowers the balance below zero needs force: a grant or
+    /// a redemption onto a negative balance always applies.
+    #[test]
+    fn a_grant_onto_a_negative_balance_applies() {
+        let a = account(-1000, 0, 0, 1);
+        let r = a.apply(&Change::grant(10, "c", "d"), now()).unwrap();
+        assert_eq!((r.after.available, r.entry.amount), (-990, 10));
+        let r = a.apply(&Change::redeem(100, "c", "d"), now()).unwrap();
+        assert_eq!(r.after.available, -900);
+        let e = a.apply(&Change::deduct(1, "c", "d"), now()).unwrap_err();
+        assert_eq!(e.code(), "insufficient_credits");
+        let plan = AdjustPlan::new(&a, AdjustBy::Delta(10), false).unwrap();
+        let change = plan.change("r", false).unwrap();
+        assert_eq!(a.apply(&change, now()).unwrap().after.available, -990);
+        let plan = AdjustPlan::new(&a, AdjustBy::Target(0), false).unwrap();
+        let change = plan.change("r", false).unwrap();
+        assert_eq!(a.apply(&change, now()).unwrap().after.available, 0);
+    }
+
     #[test]
     fn consume_raises_used_and_may_go_negative() {
         let a = account(1, 1, 0, 1);
@@ -681,14 +730,14 @@ mod tests {
             a.apply(&Change::grant(1, "c", "d"), now())
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         let a = account(i64::MIN + 1, 0, i64::MAX, 1);
         assert_eq!(
             a.apply(&Change::consume(2, "c", "d"), now())
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         assert_eq!(
             a.apply(&Change::grant(0, "c", "d"), now())
@@ -720,17 +769,20 @@ mod tests {
         );
         let p = AdjustPlan::new(&a, AdjustBy::Delta(0), false).unwrap();
         assert!(p.change("r", false).is_none());
+        // The whole 64-bit range is a balance: i64::MIN from zero is a valid result.
+        let p = AdjustPlan::new(&account(0, 0, 0, 0), AdjustBy::Delta(i64::MIN), true).unwrap();
+        assert_eq!((p.target, p.adjustment), (i64::MIN, i64::MIN));
         assert_eq!(
-            AdjustPlan::new(&account(0, 0, 0, 0), AdjustBy::Delta(i64::MIN), true)
+            AdjustPlan::new(&account(-1, 0, 0, 1), AdjustBy::Delta(i64::MIN), true)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         assert_eq!(
             AdjustPlan::new(&a, AdjustBy::Delta(i64::MAX), false)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
         // A negative balance (from usage) plus a grant that stays negative is fine.
         let neg = account(-10, 0, 10, 3);
@@ -739,8 +791,42 @@ mod tests {
             AdjustPlan::new(&neg, AdjustBy::Target(i64::MAX), false)
                 .unwrap_err()
                 .code(),
-            "invalid_amount"
+            "balance_overflow"
         );
+    }
+
+    #[test]
+    fn a_forced_deduction_reaches_i64_min_exactly() {
+        let a = account(0, 7, 3, 2);
+        let plan = AdjustPlan::new(&a, AdjustBy::Delta(i64::MIN), true).unwrap();
+        let change = plan.change("r", true).unwrap();
+        assert_eq!((change.kind, change.credits), (EntryType::Deduct, 1 << 63));
+        let r = a.apply(&change, now()).unwrap();
+        assert_eq!(
+            (r.after.available, r.after.total, r.after.used),
+            (i64::MIN, 7, 3)
+        );
+        assert_eq!(
+            (
+                r.entry.amount,
+                r.entry.balance_before,
+                r.entry.balance_after
+            ),
+            (i64::MIN, 0, i64::MIN)
+        );
+        // Not forced: refused as any deduction below zero.
+        assert_eq!(
+            AdjustPlan::new(&a, AdjustBy::Delta(i64::MIN), false)
+                .unwrap_err()
+                .code(),
+            "insufficient_credits"
+        );
+        // One more credit down does not fit.
+        let e = r
+            .after
+            .apply(&Change::deduct(1, "c", "d").forced(true), now())
+            .unwrap_err();
+        assert_eq!(e.code(), "balance_overflow");
     }
 
     #[test]
@@ -752,74 +838,163 @@ mod tests {
         assert_eq!(r.entry.amount, plan.adjustment);
     }
 
+    /// The adjust body through the one JSON reader, as the handler reads it.
+    fn parse(body: &str) -> Result<AdjustRequest, Error> {
+        AdjustRequest::from_body(crate::json::from_str(body)?)
+    }
+
     #[test]
     fn parses_api_bodies() {
-        let r = AdjustRequest::from_json(&json!({"target": 5, "reason": "x"})).unwrap();
+        let r = parse(r#"{"target": 5, "reason": "x"}"#).unwrap();
         assert_eq!(r.by, Some(AdjustBy::Target(5)));
         assert_eq!(r.mode, AdjustMode::Apply);
         assert!(!r.force);
-        let r = AdjustRequest::from_json(
-            &json!({"delta": -5, "reason": "x", "mode": "dry_run", "force": true}),
-        )
-        .unwrap();
+        let r = parse(r#"{"delta": -5, "reason": "x", "mode": "dry_run", "force": true}"#).unwrap();
         assert_eq!(
             (r.by, r.mode, r.force),
             (Some(AdjustBy::Delta(-5)), AdjustMode::DryRun, true)
         );
-        let r = AdjustRequest::from_json(&json!({"mode": "check"})).unwrap();
+        let r = parse(r#"{"mode": "check"}"#).unwrap();
         assert_eq!((r.by, r.mode), (None, AdjustMode::Check));
-        let r = AdjustRequest::from_json(
-            &json!({"target": null, "delta": 1, "reason": "é".repeat(500)}),
-        )
-        .unwrap();
+        let r = parse(&json!({"delta": 1, "reason": "é".repeat(500), "extra": null}).to_string())
+            .unwrap();
         assert_eq!(r.by, Some(AdjustBy::Delta(1)));
+        // The 64-bit edges are integers like any other.
+        let r = parse(r#"{"delta": -9223372036854775808, "reason": "x"}"#).unwrap();
+        assert_eq!(r.by, Some(AdjustBy::Delta(i64::MIN)));
+        let r = parse(r#"{"target": 9223372036854775807, "reason": "x"}"#).unwrap();
+        assert_eq!(r.by, Some(AdjustBy::Target(i64::MAX)));
     }
 
     #[test]
     fn refuses_bad_api_bodies() {
         let cases = [
-            (json!({"reason": "x"}), "invalid_request"),
+            (r#"{"reason": "x"}"#, "invalid_request"),
             (
-                json!({"target": 1, "delta": 1, "reason": "x"}),
+                r#"{"target": 1, "delta": 1, "reason": "x"}"#,
                 "invalid_request",
             ),
-            (json!({"target": 1.5, "reason": "x"}), "invalid_amount"),
-            (json!({"target": "10", "reason": "x"}), "invalid_amount"),
-            (json!({"target": -1, "reason": "x"}), "invalid_amount"),
-            (json!({"delta": 1e30, "reason": "x"}), "invalid_amount"),
+            (r#"{"target": 1.5, "reason": "x"}"#, "invalid_amount"),
+            (r#"{"target": "10", "reason": "x"}"#, "invalid_amount"),
+            (r#"{"target": -1, "reason": "x"}"#, "invalid_amount"),
+            (r#"{"delta": 1e30, "reason": "x"}"#, "invalid_amount"),
             (
-                json!({"target": 9223372036854775808u64, "reason": "x"}),
+                r#"{"target": 9223372036854775808, "reason": "x"}"#,
                 "invalid_amount",
             ),
-            (json!({"target": 1}), "invalid_request"),
-            (json!({"target": 1, "reason": ""}), "invalid_request"),
-            (json!({"target": 1, "reason": "   "}), "invalid_request"),
+            (r#"{"target": 1}"#, "invalid_request"),
+            (r#"{"target": 1, "reason": ""}"#, "invalid_request"),
+            (r#"{"target": 1, "reason": "   "}"#, "invalid_request"),
             (
-                json!({"target": 1, "reason": "x".repeat(501)}),
+                &json!({"target": 1, "reason": "x".repeat(501)}).to_string(),
                 "invalid_request",
             ),
-            (json!({"target": 1, "reason": 5}), "invalid_request"),
+            (r#"{"target": 1, "reason": 5}"#, "invalid_request"),
             (
-                json!({"target": 1, "reason": "x", "mode": "yolo"}),
-                "invalid_request",
-            ),
-            (
-                json!({"target": 1, "reason": "x", "mode": 1}),
+                r#"{"target": 1, "reason": "x", "mode": "yolo"}"#,
                 "invalid_request",
             ),
             (
-                json!({"target": 1, "reason": "x", "force": "yes"}),
+                r#"{"target": 1, "reason": "x", "mode": 1}"#,
                 "invalid_request",
             ),
-            (json!([1]), "invalid_request"),
             (
-                json!({"mode": "check", "target": 1, "delta": 2}),
+                r#"{"target": 1, "reason": "x", "force": "yes"}"#,
+                "invalid_request",
+            ),
+            ("[1]", "invalid_request"),
+            (
+                r#"{"mode": "check", "target": 1, "delta": 2}"#,
                 "invalid_request",
             ),
         ];
         for (body, code) in cases {
-            let err = AdjustRequest::from_json(&body).unwrap_err();
+            let err = parse(body).unwrap_err();
             assert_eq!(err.code(), code, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_duplicate_keys() {
+        // serde_json alone keeps the last `delta`: a grant reads as a deduction.
+        let err = parse(r#"{"delta": 5, "delta": -1000000, "reason": "x"}"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_request", "{err}");
+        assert!(err.to_string().contains("duplicate key \"delta\""), "{err}");
+    }
+
+    #[test]
+    fn refuses_null_fields() {
+        // No field is nullable; `null` used to read as "absent".
+        for (body, code) in [
+            (r#"{"target": null, "reason": "x"}"#, "invalid_amount"),
+            (r#"{"delta": null, "reason": "x"}"#, "invalid_amount"),
+            (
+                r#"{"target": null, "delta": 1, "reason": "x"}"#,
+                "invalid_amount",
+            ),
+            (r#"{"delta": 1, "reason": null}"#, "invalid_request"),
+            (
+                r#"{"delta": 1, "reason": "x", "mode": null}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"delta": 1, "reason": "x", "force": null}"#,
+                "invalid_request",
+            ),
+        ] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.code(), code, "{body}: {err}");
+            assert!(err.to_string().contains("got null"), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn integers_are_read_by_value_and_refusals_say_why() {
+        // JSON Schema's integer: any spelling of a whole number.
+        for (value, expected) in [
+            ("1.0", 1),
+            ("1e2", 100),
+            ("1.50E2", 150),
+            ("100e-2", 1),
+            ("-0", 0),
+            ("-0.0e5", 0),
+            ("0e99999999999999999999", 0),
+            ("9223372036854775807.0", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+            ("-92233720368547758.08e2", i64::MIN),
+        ] {
+            for field in ["delta", "target"] {
+                let body = format!(r#"{{"{field}": {value}, "reason": "x", "force": true}}"#);
+                match parse(&body) {
+                    Ok(r) => assert!(
+                        matches!(r.by, Some(AdjustBy::Delta(v)) | Some(AdjustBy::Target(v)) if v == expected),
+                        "{body}: {:?}",
+                        r.by
+                    ),
+                    // A negative target is refused as such.
+                    Err(e) => assert!(field == "target" && expected < 0, "{body}: {e}"),
+                }
+            }
+        }
+        for (value, says) in [
+            ("1e400", "out of range"),
+            ("-1e400", "out of range"),
+            ("1e99999999999999999999", "out of range"),
+            ("9223372036854775808", "out of range"),
+            ("-9223372036854775809", "out of range"),
+            ("1.5", "must be a whole number, got 1.5"),
+            ("-1E-2", "must be a whole number"),
+            ("1e-99999999999999999999", "must be a whole number"),
+            ("true", "must be an integer, got true"),
+            ("\"5\"", "must be an integer, got \"5\""),
+        ] {
+            for field in ["delta", "target"] {
+                let body = format!(r#"{{"{field}": {value}, "reason": "x"}}"#);
+                let err = parse(&body).unwrap_err();
+                assert_eq!(err.code(), "invalid_amount", "{body}: {err}");
+                assert!(err.to_string().contains(says), "{body}: {err}");
+                assert!(err.to_string().starts_with(field), "{body}: {err}");
+            }
         }
     }
 

@@ -12,12 +12,23 @@ pub const SCALE: u32 = 10;
 const ONE: i128 = 10_i128.pow(SCALE);
 /// DynamoDB numbers hold 38 significant digits; stay well inside them.
 const MAX_ATOMS: i128 = 10_i128.pow(36);
+/// An amount given as input is below 10^18 USD (as a string: at most 18
+/// integer digits), so sums of many stay far inside [`MAX_ATOMS`].
+const MAX_INPUT_ATOMS: i128 = 10_i128.pow(28) - 1;
 /// Significant digits of an amount given as input.
 const MAX_INPUT_DIGITS: usize = 37;
 /// Significant digits of a stored amount: DynamoDB keeps 38, and a counter
 /// summed from valid inputs may use them all (every 38-digit count of atoms
 /// fits an `i128`).
 const MAX_STORED_DIGITS: usize = 38;
+
+/// The text of an amount given as a JSON string in a request: the `UsdInput`
+/// string pattern of `docs/openapi.yaml`, which a test keeps equal to this.
+/// Plain digits, an optional point with 1-10 digits after it; no sign, space,
+/// exponent or bare point; at most 18 integer digits (below 10^18 USD, the
+/// input range of either form).
+pub const USD_TEXT_PATTERN: &str = r"^[0-9]{1,18}(\.[0-9]{1,10})?$";
+const MAX_TEXT_INT_DIGITS: usize = 18;
 
 /// An exact amount of US dollars (may be negative internally, e.g. "remaining").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,7 +76,7 @@ impl Usd {
     /// Parses any decimal text (`"1.25"`, `"-3"`, `"1e-3"`), allowing negatives.
     /// Fails on more than 10 fractional digits, NaN/Infinity or out-of-range values.
     pub fn parse_signed(text: &str) -> Result<Self, AmountError> {
-        Self::parse_in_range(text, MAX_INPUT_DIGITS, MAX_ATOMS)
+        Self::parse_in_range(text, MAX_INPUT_DIGITS, MAX_INPUT_ATOMS)
     }
 
     /// Parses an amount read back from the store, e.g. a usage counter: like
@@ -139,7 +150,58 @@ impl Usd {
         Ok(Usd(if negative { -atoms } else { atoms }))
     }
 
-    /// Parses a non-negative amount, as every request field requires.
+    /// Parses an amount sent as a JSON string: exactly [`USD_TEXT_PATTERN`],
+    /// each refusal saying what is wrong. (A JSON number is read by its own
+    /// grammar: [`Usd::parse_non_negative`].)
+    pub fn parse_text(text: &str) -> Result<Self, AmountError> {
+        let err = |why: &str| {
+            AmountError(format!(
+                "{text:?} is not a valid USD amount: {why} (write digits with at most 10 after a point, e.g. \"1.25\")"
+            ))
+        };
+        if text.is_empty() {
+            return Err(err("empty"));
+        }
+        if text.contains(|c: char| c.is_whitespace()) {
+            return Err(err("it contains spaces"));
+        }
+        if text.starts_with(['+', '-']) {
+            return Err(err(if text.starts_with('-') {
+                "it is negative"
+            } else {
+                "it has a sign"
+            }));
+        }
+        if text.contains(['e', 'E']) {
+            return Err(err("it has an exponent"));
+        }
+        let (int_part, frac_part) = match text.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (text, None),
+        };
+        if !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(err("not a decimal number"));
+        }
+        if int_part.is_empty() {
+            return Err(err("it needs a digit before the point"));
+        }
+        match frac_part {
+            Some("") => return Err(err("it needs a digit after the point")),
+            Some(f) if f.len() > SCALE as usize => {
+                return Err(err("more than 10 fractional digits"))
+            }
+            _ => {}
+        }
+        if int_part.len() > MAX_TEXT_INT_DIGITS {
+            return Err(err("more than 18 integer digits"));
+        }
+        Self::parse_non_negative(text)
+    }
+
+    /// Parses a non-negative amount in any decimal notation (a JSON number's
+    /// source text, `1e-3` included).
     pub fn parse_non_negative(text: &str) -> Result<Self, AmountError> {
         let v = Self::parse_signed(text)?;
         if v.is_negative() {
@@ -165,10 +227,11 @@ impl fmt::Display for Usd {
     }
 }
 
+/// Text as a request would send it ([`Usd::parse_text`]).
 impl FromStr for Usd {
     type Err = AmountError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse_non_negative(s)
+        Self::parse_text(s)
     }
 }
 
@@ -198,15 +261,16 @@ impl Serialize for Usd {
     }
 }
 
-/// Accepts a JSON string or a JSON number, reading the number from its exact source
-/// text (never through `f64`). Negative amounts are refused: every input amount is ≥ 0.
+/// Accepts a JSON string ([`Usd::parse_text`]) or a JSON number, reading the
+/// number from its exact source text (never through `f64`). Negative amounts
+/// are refused: every input amount is ≥ 0.
 impl<'de> Deserialize<'de> for Usd {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
         let text = raw.get();
         let parsed = if text.starts_with('"') {
             let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            Usd::parse_non_negative(&s)
+            Usd::parse_text(&s)
         } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             Usd::parse_non_negative(text)
         } else {
@@ -250,6 +314,8 @@ mod tests {
             "1e-11",
             "1e400",
             "1e38",
+            "1e18",
+            "1000000000000000000",
             "abc",
             "1,5",
             " ",
@@ -276,6 +342,116 @@ mod tests {
         for bad in ["1e28", "0.00000000001", "NaN", ""] {
             assert!(Usd::parse_stored(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// The `UsdInput` string pattern of `docs/openapi.yaml`.
+    fn openapi_usd_pattern() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml");
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let input = &doc["components"]["schemas"]["UsdInput"]["oneOf"];
+        let strings: Vec<&str> = input
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["pattern"].as_str())
+            .collect();
+        assert_eq!(strings.len(), 1, "UsdInput has one string form: {input:?}");
+        strings[0].to_string()
+    }
+
+    #[test]
+    fn text_parser_accepts_exactly_the_openapi_pattern() {
+        assert_eq!(openapi_usd_pattern(), USD_TEXT_PATTERN);
+        let pattern = regex_lite::Regex::new(USD_TEXT_PATTERN).unwrap();
+        let agree = |text: &str| {
+            let parsed = Usd::parse_text(text);
+            assert_eq!(
+                parsed.is_ok(),
+                pattern.is_match(text),
+                "{text:?}: parser {parsed:?}, pattern {}",
+                pattern.is_match(text)
+            );
+        };
+        let table = [
+            "0",
+            "1",
+            "1.25",
+            "0.0000000001",
+            "007",
+            "1.0000000000",
+            " 1",
+            "1 ",
+            "1\n",
+            "\t1",
+            "+1",
+            "-1",
+            "-0",
+            ".5",
+            "5.",
+            ".",
+            "1e2",
+            "1E2",
+            "1e-3",
+            "NaN",
+            "Infinity",
+            "",
+            "1.2.3",
+            "1,5",
+            "0x10",
+            "1_000",
+            "0.00000000001",
+            "１",
+            "٣",
+            "999999999999999999.9999999999",
+            "1000000000000000000",
+            "000000000000000000",
+            "0000000000000000001",
+        ];
+        for text in table {
+            agree(text);
+        }
+        // Every string of up to 4 symbols over an alphabet that reaches each branch.
+        let alphabet = ["0", "9", ".", "-", "+", "e", " ", "a"];
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            texts = texts
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            for t in &texts {
+                agree(t);
+            }
+        }
+    }
+
+    #[test]
+    fn text_refusals_say_what_is_wrong() {
+        for (text, says) in [
+            (" 1", "spaces"),
+            ("+1", "sign"),
+            ("-1", "negative"),
+            (".5", "digit before the point"),
+            ("5.", "digit after the point"),
+            ("1e2", "exponent"),
+            ("0.00000000001", "more than 10 fractional digits"),
+        ] {
+            let e = Usd::parse_text(text).unwrap_err().0;
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+        // As a JSON string (a request field) the same, with the amount's code.
+        let e = serde_json::from_str::<Usd>("\" 1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid_amount: ") && e.contains("spaces"),
+            "{e}"
+        );
+        // As a JSON number, the JSON grammar decides: exponents are numbers.
+        assert_eq!(
+            serde_json::from_str::<Usd>("1e2").unwrap().to_string(),
+            "100"
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct WindowState {
     pub usage: Usd,
     /// Start of the window `usage` belongs to; `None` before any usage.
     pub start: Option<DateTime<Utc>>,
+    /// Estimates held by pending reservations taken in the window `start`
+    /// (see `domain::reservation`).
+    pub reserved: Usd,
 }
 
 impl WindowState {
@@ -37,6 +40,15 @@ impl WindowState {
     pub fn usage_at(&self, kind: WindowKind, now: DateTime<Utc>, tz: Tz) -> Usd {
         match self.start {
             Some(start) if start == kind.bounds_at(now, tz).start => self.usage,
+            _ => Usd::ZERO,
+        }
+    }
+
+    /// Holds of pending reservations in the window that contains `now`: holds
+    /// taken in a window that has rolled over hold nothing in the new one.
+    pub fn reserved_at(&self, kind: WindowKind, now: DateTime<Utc>, tz: Tz) -> Usd {
+        match self.start {
+            Some(start) if start == kind.bounds_at(now, tz).start => self.reserved,
             _ => Usd::ZERO,
         }
     }
@@ -451,6 +463,8 @@ pub fn reset_details(change: &RecordChange, kind: WindowKind) -> Value {
 pub struct WindowView {
     pub limit_usd: Option<Usd>,
     pub usage_usd: Usd,
+    /// Held by pending reservations in this window.
+    pub reserved_usd: Usd,
     pub window_start: DateTime<Utc>,
     pub resets_at: DateTime<Utc>,
 }
@@ -461,6 +475,7 @@ impl WindowView {
         Self {
             limit_usd: state.limit,
             usage_usd: state.usage_at(kind, now, tz),
+            reserved_usd: state.reserved_at(kind, now, tz),
             window_start: bounds.start,
             resets_at: bounds.end,
         }
@@ -518,13 +533,15 @@ impl UserQuotasView {
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {
     PlatformDisabled,
+    /// A reservation's credits exceed the balance not already held.
+    InsufficientCredits,
     DailyQuotaExhausted,
     WeeklyQuotaExhausted,
     MonthlyQuotaExhausted,
 }
 
 impl DenyReason {
-    fn exhausted(kind: WindowKind) -> Self {
+    pub fn exhausted(kind: WindowKind) -> Self {
         match kind {
             WindowKind::Daily => DenyReason::DailyQuotaExhausted,
             WindowKind::Weekly => DenyReason::WeeklyQuotaExhausted,
@@ -538,6 +555,7 @@ impl DenyReason {
 pub struct CheckWindow {
     pub limit_usd: Option<Usd>,
     pub usage_usd: Usd,
+    pub reserved_usd: Usd,
     pub window_start: DateTime<Utc>,
     pub resets_at: DateTime<Utc>,
     /// `None` when unlimited; never negative.
@@ -572,15 +590,18 @@ impl QuotaCheck {
         let window = |kind: WindowKind| {
             let view = WindowView::of(record.window(kind), kind, now, tz);
             CheckWindow {
+                // Holds count: remaining = limit - usage - reserved, never negative.
                 remaining_usd: view.limit_usd.map(|limit| {
-                    if view.usage_usd >= limit {
+                    let committed = view.usage_usd + view.reserved_usd;
+                    if committed >= limit {
                         Usd::ZERO
                     } else {
-                        limit - view.usage_usd
+                        limit - committed
                     }
                 }),
                 limit_usd: view.limit_usd,
                 usage_usd: view.usage_usd,
+                reserved_usd: view.reserved_usd,
                 window_start: view.window_start,
                 resets_at: view.resets_at,
             }
@@ -602,7 +623,7 @@ impl QuotaCheck {
             // Ties on the reset instant go to the longer window.
             let latest = all
                 .iter()
-                .filter(|(_, w)| w.limit_usd.is_some_and(|limit| w.usage_usd >= limit))
+                .filter(|(_, w)| w.remaining_usd.is_some_and(|r| r.is_zero()))
                 .max_by_key(|(kind, w)| (w.resets_at, *kind));
             match latest {
                 Some((kind, w)) => (
@@ -658,6 +679,7 @@ mod tests {
             limit_set: true,
             usage: usd(usage),
             start: Some(kind.bounds_at(now, zone).start),
+            reserved: Usd::ZERO,
         };
         r
     }
@@ -672,6 +694,7 @@ mod tests {
             limit_set: false,
             usage: Usd::from_whole(5),
             start: Some(WindowKind::Daily.bounds_at(day1, tz).start),
+            reserved: Usd::ZERO,
         };
         assert_eq!(
             state.usage_at(WindowKind::Daily, day1, tz),
@@ -807,11 +830,11 @@ mod tests {
             json!({
                 "allowed": true, "reason": null, "retry_after_seconds": null,
                 "windows": {
-                    "daily": {"limit_usd": "2.5", "usage_usd": "1.25", "remaining_usd": "1.25",
+                    "daily": {"limit_usd": "2.5", "usage_usd": "1.25", "reserved_usd": "0", "remaining_usd": "1.25",
                               "window_start": "2026-11-21T00:00:00Z", "resets_at": "2026-11-22T00:00:00Z"},
-                    "weekly": {"limit_usd": null, "usage_usd": "0", "remaining_usd": null,
+                    "weekly": {"limit_usd": null, "usage_usd": "0", "reserved_usd": "0", "remaining_usd": null,
                                "window_start": "2026-11-16T00:00:00Z", "resets_at": "2026-11-23T00:00:00Z"},
-                    "monthly": {"limit_usd": null, "usage_usd": "0", "remaining_usd": null,
+                    "monthly": {"limit_usd": null, "usage_usd": "0", "reserved_usd": "0", "remaining_usd": null,
                                 "window_start": "2026-11-01T00:00:00Z", "resets_at": "2026-12-01T00:00:00Z"},
                 }
             })

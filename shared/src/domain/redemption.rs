@@ -270,6 +270,7 @@ pub fn extend_subscription(
 pub struct SubscriptionGrant {
     pub plan_id: PlanId,
     pub unit: Unit,
+    #[serde(deserialize_with = "crate::json::whole")]
     pub quantity: u32,
 }
 
@@ -313,34 +314,31 @@ impl Subscription {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCodesBody {
+    #[serde(deserialize_with = "crate::json::whole")]
     pub count: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::non_null")]
     pub prefix: Option<String>,
     #[serde(default, deserialize_with = "credits_field")]
     pub credits: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::non_null")]
     pub subscription: Option<SubscriptionGrant>,
+    #[serde(deserialize_with = "crate::json::whole")]
     pub max_uses: i64,
-    #[serde(default)]
+    /// Not nullable: a code without expiry omits the field (`null` must not
+    /// pass for a date that failed to render).
+    #[serde(default, deserialize_with = "crate::json::non_null")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::non_null")]
     pub batch_name: Option<String>,
 }
 
-/// Credits are an integer; anything else is 400 `invalid_amount` (as in adjust).
+/// Credits are an integer, read from the number's text like adjust's; anything
+/// else (`null`, `1.5`, `1e400`, a string) is 400 `invalid_amount`.
 fn credits_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let value = Value::deserialize(d)?;
-    match &value {
-        Value::Null => Ok(None),
-        Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid_amount: credits must be an integer 0-{MAX_CREDITS}, got {n}"
-            ))
-        }),
-        other => Err(serde::de::Error::custom(format!(
-            "invalid_amount: credits must be an integer 0-{MAX_CREDITS}, got {other}"
-        ))),
-    }
+    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+    super::credits::json_credits("credits", &raw)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("invalid_amount: {e}")))
 }
 
 /// A validated batch request.
@@ -815,8 +813,9 @@ mod tests {
         }
     }
 
+    /// Through the one JSON reader, as the handler reads it.
     fn body(v: Value) -> Result<BatchSpec, Error> {
-        let parsed: CreateCodesBody = serde_json::from_value(v).map_err(Error::from_json)?;
+        let parsed: CreateCodesBody = crate::json::from_str(&v.to_string())?;
         parsed.validate(at(2026, 1, 1, 0, 0, 0))
     }
 

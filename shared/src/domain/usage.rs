@@ -6,13 +6,13 @@
 //! update of the quota item; the conditions are what make it correct, the plan
 //! is only the guess of what the item looks like.
 
+use super::reservation::ReservationId;
 use super::{EventId, Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +40,8 @@ pub struct UsageEvent {
     pub model: Option<String>,
     /// Credits to debit; always > 0 when present (`0` means "none").
     pub credits: Option<i64>,
+    /// The reservation this event settles (`domain::reservation`), if any.
+    pub reservation_id: Option<ReservationId>,
 }
 
 /// The wire shape; every field is validated on its own so each mistake gets
@@ -55,16 +57,19 @@ struct Wire {
     request_id: Option<String>,
     #[serde(default)]
     model: Option<String>,
+    /// Nullable: `null` is "no credits".
     #[serde(default)]
-    credits: Option<Value>,
+    credits: Option<Box<RawValue>>,
+    #[serde(default)]
+    reservation_id: Option<String>,
 }
 
 impl UsageEvent {
     /// Parses one SQS message body. `now` bounds `occurred_at` (at most
     /// [`MAX_FUTURE_SKEW`] ahead).
     pub fn parse(body: &str, platforms: &Platforms, now: DateTime<Utc>) -> Result<Self, Error> {
-        let wire: Wire = serde_json::from_str(body)
-            .map_err(|e| Error::InvalidRequest(format!("malformed usage event: {e}")))?;
+        // The one JSON reader of request bodies: a duplicate key is refused.
+        let wire: Wire = crate::json::from_str(body)?;
         let event_id = EventId::parse(&wire.event_id)?;
         let user_id = UserId::parse(&wire.user_id)?;
         let platform = platforms.parse(&wire.platform)?;
@@ -86,22 +91,22 @@ impl UsageEvent {
         let request_id = label("request_id", wire.request_id)?;
         let model = label("model", wire.model)?;
         let credits = match wire.credits {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(c) if c >= 0 => Some(c).filter(|c| *c > 0),
-                _ => {
+            None => None,
+            Some(raw) => match super::credits::json_credits("credits", &raw)? {
+                c if c < 0 => {
                     return Err(Error::InvalidAmount(format!(
-                        "credits must be an integer between 0 and {}, got {n}",
+                        "credits must be an integer between 0 and {}, got {c}",
                         i64::MAX
                     )))
                 }
+                c => Some(c).filter(|c| *c > 0),
             },
-            Some(other) => {
-                return Err(Error::InvalidAmount(format!(
-                    "credits must be an integer, got {other}"
-                )))
-            }
         };
+        let reservation_id = wire
+            .reservation_id
+            .as_deref()
+            .map(ReservationId::parse)
+            .transpose()?;
         Ok(Self {
             event_id,
             user_id,
@@ -111,6 +116,7 @@ impl UsageEvent {
             request_id,
             model,
             credits,
+            reservation_id,
         })
     }
 
@@ -128,6 +134,10 @@ impl UsageEvent {
             request_id: Option<&'a str>,
             model: Option<&'a str>,
             credits: Option<i64>,
+            // Absent from the text when there is none, so the fingerprints of
+            // events without a reservation stay what they were.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reservation_id: Option<&'a str>,
         }
         let canonical = Canonical {
             v: 1,
@@ -141,6 +151,7 @@ impl UsageEvent {
             request_id: self.request_id.as_deref(),
             model: self.model.as_deref(),
             credits: self.credits,
+            reservation_id: self.reservation_id.as_ref().map(|r| r.as_str()),
         };
         // Serialising plain strings and integers cannot fail.
         serde_json::to_string(&canonical).unwrap_or_default()
@@ -253,7 +264,8 @@ pub fn write_groups(events: &[UsageEvent]) -> Vec<Vec<Vec<usize>>> {
                 platforms.len() - 1
             }
         };
-        if e.credits.is_some() {
+        // An event with credits or settling a reservation is written alone.
+        if e.credits.is_some() || e.reservation_id.is_some() {
             platforms[p].with_credits.push(i);
         } else {
             platforms[p].plain.push(i);
@@ -399,6 +411,7 @@ impl UsagePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -1,9 +1,9 @@
 //! Mapping between domain values and DynamoDB attributes, by hand: money is
 //! written and read as `N` decimal text, never through a float.
 
-use crate::api::Cursor;
 use crate::domain::Usd;
 use crate::error::Error;
+use crate::paging::Cursor;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 

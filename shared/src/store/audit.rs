@@ -5,10 +5,10 @@
 use super::attr::{self, Item};
 use super::list::{Filter, ListQuery};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Page, PageRequest};
 use crate::domain::audit::AuditEntry;
 use crate::domain::UserId;
 use crate::error::Error;
+use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::future::Future;
@@ -48,6 +48,16 @@ impl DynamoStore {
             .build()
             .map_err(|e| Error::Internal(format!("audit put: {e}")))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+impl DynamoStore {
+    /// Whether `entry` is stored: the transaction that carried it committed
+    /// (each entry has a fresh id, so only that transaction could write it).
+    pub(crate) async fn audit_written(&self, entry: &AuditEntry) -> Result<bool, Error> {
+        let item = audit_item(entry)?;
+        let key = keys::item_key(attr::get_s(&item, keys::PK)?, attr::get_s(&item, keys::SK)?);
+        Ok(self.get_consistent(key).await?.is_some())
     }
 }
 

@@ -20,9 +20,8 @@
 use super::attr::{self, Item};
 use super::idempotency::{Claim, Lease, StoredResponse};
 use super::list::ListQuery;
-use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, AuditStore, DynamoStore};
-use crate::api::{Page, PageRequest};
 use crate::clock::Clock;
 use crate::domain::audit::{Actor, AuditEntry, ADMIN_ADJUST_CREDITS};
 use crate::domain::credits::{
@@ -31,8 +30,7 @@ use crate::domain::credits::{
 };
 use crate::domain::UserId;
 use crate::error::Error;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -182,13 +180,6 @@ fn ledger_from_item(item: &Item) -> Result<LedgerEntry, Error> {
     })
 }
 
-fn is_in_progress(err: &SdkError<TransactWriteItemsError>) -> bool {
-    matches!(
-        err.as_service_error(),
-        Some(TransactWriteItemsError::TransactionInProgressException(_))
-    )
-}
-
 /// The condition "the account is still as it was read".
 fn unchanged_condition(account: &Account) -> (&'static str, Option<u64>) {
     if account.exists() {
@@ -230,6 +221,18 @@ impl DynamoStore {
     /// Returns the account's current item on a failed condition (`ALL_OLD`).
     /// Add further actions to the same `TransactWriteItems` as needed.
     pub fn ledger_actions(&self, applied: &Applied) -> Result<Vec<TransactWriteItem>, Error> {
+        self.ledger_actions_releasing(applied, 0)
+    }
+
+    /// [`Self::ledger_actions`] that also releases `release` credits held by a
+    /// reservation (`held -= release`). Every balance write keeps `spendable`
+    /// = `available - held`, the one attribute a credit hold's condition
+    /// compares (`store::reservations`).
+    pub fn ledger_actions_releasing(
+        &self,
+        applied: &Applied,
+        release: i64,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
         let after = &applied.after;
         let now = after
             .updated_at
@@ -240,7 +243,7 @@ impl DynamoStore {
             .set_key(Some(account_key(&after.user_id)))
             .update_expression(
                 "SET user_id = :uid, available = :available, #total = :total, used = :used, \
-                 #seq = :seq, updated_at = :now",
+                 #seq = :seq, updated_at = :now, spendable = :free - if_not_exists(held, :zero)",
             )
             .condition_expression(condition)
             .expression_attribute_names("#seq", "seq")
@@ -251,7 +254,18 @@ impl DynamoStore {
             .expression_attribute_values(":used", attr::n(after.used))
             .expression_attribute_values(":seq", attr::n(after.seq))
             .expression_attribute_values(":now", attr::s(timestamp(now)))
+            .expression_attribute_values(":free", attr::n(after.available.saturating_add(release)))
+            .expression_attribute_values(":zero", attr::n(0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if release != 0 {
+            update = update
+                .update_expression(
+                    "SET user_id = :uid, available = :available, #total = :total, used = :used, \
+                     #seq = :seq, updated_at = :now, spendable = :free - if_not_exists(held, :zero), \
+                     held = if_not_exists(held, :zero) - :release",
+                )
+                .expression_attribute_values(":release", attr::n(release));
+        }
         update = match read_seq {
             Some(seq) => update.expression_attribute_values(":read_seq", attr::n(seq)),
             None => update.expression_attribute_names("#pk", keys::PK),
@@ -297,6 +311,12 @@ impl DynamoStore {
     /// runs again against the fresh account (a `target` is thus recomputed),
     /// after a jittered pause, at most `backoff.max_attempts` times.
     ///
+    /// Only a definitive cancellation re-plans. A send whose outcome is open
+    /// (5xx, timeout, throttled resends) is resent identically until it settles
+    /// ([`DynamoStore::transact_settled`]), else 503 with the outcome unknown:
+    /// re-planning then could apply the change twice (an adjustment without
+    /// Idempotency-Key has no other fence).
+    ///
     /// `plan` returning `Err` aborts with [`CommitError::Refused`]; nothing is
     /// written. If neither a change nor extra actions are planned, nothing is sent.
     pub async fn commit_credits<T, F>(
@@ -333,64 +353,64 @@ impl DynamoStore {
                 ),
             };
             actions.extend(txn.extra);
-            let sent = self.send_settled(actions, backoff).await;
-            let failure = match sent {
-                Ok(_) => return Ok(txn.output),
-                Err(e) if is_in_progress(&e) => {
-                    return Err(CommitError::Store(Error::StoreUnavailable(
-                        "the credit write is still in progress and its outcome unknown; \
-                         retry the request (with the same Idempotency-Key)"
-                            .into(),
-                    )))
-                }
-                Err(e) => TxnFailure::from_sdk(e),
+            // One token per plan: resends of this plan are identical, a
+            // re-plan (only after a definitive cancellation) gets a new one.
+            let token = uuid::Uuid::new_v4().to_string();
+            let settled = self
+                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                .await
+                .map_err(CommitError::Store)?;
+            let (reasons, after_unknown) = match settled {
+                Settled::Committed(_) => return Ok(txn.output),
+                Settled::Cancelled {
+                    reasons,
+                    after_unknown,
+                } => (reasons, after_unknown),
             };
-            let fresh = match failure {
-                TxnFailure::Unavailable(e) => return Err(CommitError::Store(e)),
-                TxnFailure::Transient(_) => None,
-                TxnFailure::Cancelled(reasons) => {
-                    let account_reason = reasons.first();
-                    if account_reason.is_some_and(CancelReason::is_condition_failed) {
-                        // Lost the race: the failed condition reports the account now.
-                        account_reason.and_then(|r| r.item.clone())
-                    } else if reasons
-                        .iter()
-                        .skip(1)
-                        .take(head - 1)
-                        .any(CancelReason::is_condition_failed)
+            if after_unknown {
+                // An earlier send of this plan may have committed and its twin
+                // been refused by what it wrote: our ledger entry says so.
+                if let Some(applied) = &txn.applied {
+                    if self
+                        .wrote_ledger_entry(applied)
+                        .await
+                        .map_err(CommitError::Store)?
                     {
-                        return Err(CommitError::Store(Error::Internal(format!(
-                            "ledger entry {} of {user} exists although the account's seq is {}",
-                            account.seq + 1,
-                            account.seq
-                        ))));
-                    } else if reasons
-                        .iter()
-                        .skip(head)
-                        .any(CancelReason::is_condition_failed)
-                    {
-                        return Err(CommitError::ExtraFailed(
-                            reasons.into_iter().skip(head).collect(),
-                        ));
-                    } else if reasons.iter().all(|r| {
-                        matches!(
-                            r.code.as_deref(),
-                            None | Some(
-                                "TransactionConflict"
-                                    | "ThrottlingError"
-                                    | "ProvisionedThroughputExceeded"
-                            )
-                        )
-                    }) {
-                        // Conflict with another transaction on one of the items.
-                        None
-                    } else {
-                        // e.g. ValidationError: retrying cannot help.
-                        return Err(CommitError::Store(Error::StoreUnavailable(format!(
-                            "credit write cancelled: {reasons:?}"
-                        ))));
+                        return Ok(txn.output);
                     }
                 }
+            }
+            let account_reason = reasons.first();
+            let fresh = if account_reason.is_some_and(CancelReason::is_condition_failed) {
+                // Lost the race: the failed condition reports the account now.
+                account_reason.and_then(|r| r.item.clone())
+            } else if reasons
+                .iter()
+                .skip(1)
+                .take(head - 1)
+                .any(CancelReason::is_condition_failed)
+            {
+                return Err(CommitError::Store(Error::Internal(format!(
+                    "ledger entry {} of {user} exists although the account's seq is {}",
+                    account.seq + 1,
+                    account.seq
+                ))));
+            } else if reasons
+                .iter()
+                .skip(head)
+                .any(CancelReason::is_condition_failed)
+            {
+                return Err(CommitError::ExtraFailed(
+                    reasons.into_iter().skip(head).collect(),
+                ));
+            } else if reasons.iter().all(CancelReason::is_transient_or_none) {
+                // Conflict with another transaction on one of the items.
+                None
+            } else {
+                // e.g. ValidationError: retrying cannot help.
+                return Err(CommitError::Store(Error::StoreUnavailable(format!(
+                    "credit write cancelled: {reasons:?}"
+                ))));
             };
             if attempt >= backoff.max_attempts {
                 break;
@@ -416,39 +436,15 @@ impl DynamoStore {
         ))))
     }
 
-    /// Sends one planned transaction under one `ClientRequestToken` until its
-    /// outcome is known. `TransactionInProgressException` means DynamoDB is
-    /// still executing an earlier send of this very request (the SDK resent it
-    /// after a timeout, and its own retries ran out): that send may yet commit.
-    /// Re-reading and re-planning then could apply the change a second time
-    /// (e.g. an adjustment without Idempotency-Key has no other fence), so the
-    /// identical request is resent with the same token instead, which DynamoDB
-    /// answers with the first send's outcome once it settled. If it never
-    /// settles within the backoff, the outcome is unknown: reported, not retried.
-    async fn send_settled(
-        &self,
-        actions: Vec<TransactWriteItem>,
-        backoff: &Backoff,
-    ) -> Result<(), SdkError<TransactWriteItemsError>> {
-        let token = uuid::Uuid::new_v4().to_string();
-        let mut attempt = 0;
-        loop {
-            let sent = self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .client_request_token(&token)
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(()),
-                Err(e) if is_in_progress(&e) && attempt + 1 < backoff.max_attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(backoff.delay(attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    /// Whether the ledger entry `applied` would write is stored, exactly: an
+    /// earlier send of that very plan committed.
+    async fn wrote_ledger_entry(&self, applied: &Applied) -> Result<bool, Error> {
+        let entry = &applied.entry;
+        let key = keys::item_key(
+            keys::user_pk(entry.user_id.as_str()),
+            keys::ledger_sk(entry.seq),
+        );
+        Ok(self.get_consistent(key).await? == Some(ledger_item(entry)))
     }
 
     /// Reads the account and plans an adjustment against it (modes `dry_run`

@@ -11,6 +11,8 @@
 //!    this request (new, expired, or an in-progress record whose owner stopped
 //!    renewing it); otherwise it answers a replay, 422 or 409 from the
 //!    existing record, which the failed condition returns (no extra read).
+//!    A record carrying this request's own token is its own claim (the put
+//!    committed, its answer was lost, and the SDK's resend failed on it).
 //! 2. The effect's `TransactWriteItems` includes
 //!    [`DynamoStore::idempotency_complete_action`], conditioned on still owning
 //!    the record, so the effect and the stored response commit together: an
@@ -19,15 +21,15 @@
 //!    with [`DynamoStore::release_idempotency`], so a retry can run again.
 
 use super::attr::{self, Item};
+use super::txn::{Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
+pub use crate::domain::idempotency::{Fingerprint, StoredResponse};
 use crate::error::Error;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// How long an unfinished request holds its key before another may take it over
 /// (well above the function timeout of a single attempt).
@@ -37,64 +39,6 @@ pub const RETENTION: Duration = Duration::hours(25);
 
 const STATUS_IN_PROGRESS: &str = "in_progress";
 const STATUS_COMPLETED: &str = "completed";
-
-/// sha256 of method, path and the canonical JSON body (object keys sorted,
-/// insignificant whitespace dropped), so a semantically equal retry matches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn of(method: &str, path: &str, body: &[u8]) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(method.to_ascii_uppercase().as_bytes());
-        hash.update(b"\n");
-        hash.update(path.as_bytes());
-        hash.update(b"\n");
-        match serde_json::from_slice::<Value>(body) {
-            Ok(value) => hash.update(canonical_json(&value).as_bytes()),
-            // Not JSON: the bytes themselves (such a body is refused anyway).
-            Err(_) => hash.update(body),
-        }
-        let digest = hash.finalize();
-        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// JSON text with object keys sorted at every level (independent of whether
-/// serde_json keeps insertion order in this build).
-pub fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let fields: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        other => other.to_string(),
-    }
-}
-
-/// The first response to a key, replayed to every later request with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: String,
-}
 
 /// Ownership of a key for the duration of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +177,14 @@ impl DynamoStore {
                 Some(item) => Some(item),
                 None => self.read_idempotency(&lease.pk()).await?,
             };
+            // Our own claim: an earlier attempt of this put committed but its
+            // answer was lost, and the SDK's resend failed on the record it wrote.
+            if existing.as_ref().is_some_and(|item| {
+                attr::opt_s(item, "token") == Some(lease.token.as_str())
+                    && attr::opt_s(item, "status") == Some(STATUS_IN_PROGRESS)
+            }) {
+                return Ok(Claim::Acquired(lease));
+            }
             match existing.and_then(|item| outcome_of(&item, fingerprint, now)) {
                 Some(outcome) => return outcome,
                 // Expired or gone between the write and the read: try again.
@@ -287,13 +239,33 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let action = self.idempotency_complete_action(lease, response, now)?;
-        self.client()
-            .transact_write_items()
-            .transact_items(action)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let token = uuid::Uuid::new_v4().to_string();
+        match self
+            .transact_settled(vec![action], &token, false, &SETTLE_BACKOFF)
+            .await?
+        {
+            Settled::Committed(_) => Ok(()),
+            Settled::Cancelled {
+                reasons,
+                after_unknown,
+            } => {
+                // Completed already by this very lease (an earlier send whose
+                // answer was lost): done. Otherwise the lease was lost.
+                let record = match after_unknown {
+                    true => self.read_idempotency(&lease.pk()).await?,
+                    false => None,
+                };
+                if record.is_some_and(|item| {
+                    attr::opt_s(&item, "token") == Some(lease.token.as_str())
+                        && attr::opt_s(&item, "status") == Some(STATUS_COMPLETED)
+                }) {
+                    return Ok(());
+                }
+                Err(Error::Conflict(format!(
+                    "the idempotency key is no longer held by this request: {reasons:?}"
+                )))
+            }
+        }
     }
 
     /// The action that gives the key up again (the request had no effect).
@@ -370,36 +342,6 @@ impl DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprint_ignores_key_order_and_whitespace() {
-        let a = Fingerprint::of("POST", "/x", br#"{"a":1,"b":{"c":2,"d":[1,2]}}"#);
-        let b = Fingerprint::of(
-            "post",
-            "/x",
-            b"{ \"b\": {\"d\": [1, 2], \"c\": 2}, \"a\": 1 }",
-        );
-        assert_eq!(a, b);
-        assert_ne!(
-            a,
-            Fingerprint::of("POST", "/y", br#"{"a":1,"b":{"c":2,"d":[1,2]}}"#)
-        );
-        assert_ne!(
-            a,
-            Fingerprint::of("POST", "/x", br#"{"a":2,"b":{"c":2,"d":[1,2]}}"#)
-        );
-        assert_ne!(
-            a,
-            Fingerprint::of("POST", "/x", br#"{"a":1,"b":{"c":2,"d":[2,1]}}"#)
-        );
-        assert_eq!(a.as_str().len(), 64);
-    }
-
-    #[test]
-    fn canonical_json_escapes_keys() {
-        let v: Value = serde_json::from_str(r#"{"z\"q":1,"a":"x"}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":"x","z\"q":1}"#);
-    }
 
     #[test]
     fn record_outcomes() {

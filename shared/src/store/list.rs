@@ -4,8 +4,8 @@
 
 use super::attr::{self, Item};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Page, PageRequest};
 use crate::error::Error;
+use crate::paging::{Page, PageRequest};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
 

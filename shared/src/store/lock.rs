@@ -10,7 +10,8 @@
 use super::attr::{self, Item};
 use super::{keys, txn, unavailable, DynamoStore};
 use crate::error::Error;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, Utc};
 
 /// How long after its lease a stale lock item may be deleted by TTL.
@@ -35,7 +36,9 @@ fn lock_key(name: &str) -> Item {
 
 impl DynamoStore {
     /// Takes the lock `name` for `lease` from `now`, unless someone else holds
-    /// an unexpired lease on it (`Ok(None)`). One conditional write.
+    /// an unexpired lease on it (`Ok(None)`). One conditional write; a failed
+    /// condition returns the lock (`ALL_OLD`), so a lock held by this very
+    /// call (the SDK resent an update that had committed) is recognised.
     pub async fn try_lock(
         &self,
         name: &str,
@@ -66,8 +69,10 @@ impl DynamoStore {
             .expression_attribute_values(":one", attr::n(1))
             .expression_attribute_values(":ttl", attr::n((until + CLEANUP_AFTER).timestamp()))
             .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
+        let held_by = |item: &Item| attr::opt_s(item, "owner") == Some(owner.as_str());
         match result {
             Ok(out) => {
                 let version = out
@@ -82,7 +87,26 @@ impl DynamoStore {
                     until,
                 }))
             }
-            Err(e) if txn::is_condition_failed(&e) => Ok(None),
+            Err(e) if txn::is_condition_failed(&e) => match e.as_service_error() {
+                // Our own acquisition: it committed, its answer was lost, and
+                // the SDK's resend found the lock held, by this owner.
+                Some(UpdateItemError::ConditionalCheckFailedException(failed))
+                    if failed.item().is_some_and(held_by) =>
+                {
+                    let version = failed
+                        .item()
+                        .map(|item| attr::get_i64(item, "version"))
+                        .transpose()?
+                        .unwrap_or(1);
+                    Ok(Some(LockLease {
+                        name: name.to_string(),
+                        owner,
+                        version,
+                        until,
+                    }))
+                }
+                _ => Ok(None),
+            },
             Err(e) => Err(unavailable(e)),
         }
     }

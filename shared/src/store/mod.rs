@@ -2,6 +2,7 @@
 //! configuration); [`keys`] documents the key design. Narrow traits per capability
 //! (e.g. [`QuotaStore`]) are what handlers depend on.
 
+pub mod alerts;
 pub mod attr;
 pub mod audit;
 pub mod credits;
@@ -13,11 +14,12 @@ pub(crate) mod list;
 pub mod lock;
 mod quota;
 pub mod redemption;
-pub mod schema;
+pub mod reservations;
 mod stats;
 pub mod txn;
 pub mod usage;
 
+pub use alerts::{AlertFilter, AlertStore};
 pub use audit::{AuditFilter, AuditStore};
 pub use credits::{CommitError, CreditStore, CreditTxn};
 pub use idempotency::{Claim, Fingerprint, Lease, StoredResponse};
@@ -29,26 +31,107 @@ pub use usage::{IngestContext, IngestOutcome, UsageStore, WriteStats};
 
 use crate::config::Config;
 use crate::error::Error;
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::meta::region::ProvideRegion;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use std::sync::Arc;
 
 /// Region used when nothing in the environment names one (local engines ignore it).
 const FALLBACK_REGION: &str = "us-east-1";
+
+/// Endpoint overrides, most specific first (the SDK's standard variables).
+const ENDPOINT_VARS: &[&str] = &["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"];
+/// Set to `true`, the SDK ignores the endpoint overrides.
+const IGNORE_ENDPOINT_VAR: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+
+/// The one HTTP(S) client: rustls on ring with the system's root certificates
+/// (the SDK's default client would bring aws-lc, a second crypto library).
+/// The one HTTP client of every AWS SDK client: rustls on ring.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The endpoint `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL` names, as the
+/// SDK's own configuration loader reads them.
+fn endpoint_url_from_env() -> Option<String> {
+    endpoint_url(|var| std::env::var(var).ok())
+}
+
+fn endpoint_url(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if var(IGNORE_ENDPOINT_VAR).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    ENDPOINT_VARS
+        .iter()
+        .find_map(|name| var(name).filter(|url| !url.trim().is_empty()))
+}
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
     stats: Arc<RequestStats>,
+    open_outcomes: Arc<txn::OpenOutcomes>,
 }
 
 impl DynamoStore {
-    /// Endpoint, region and credentials from the standard AWS environment
-    /// (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+    /// A transaction `Put` of an item written once (`attribute_not_exists`):
+    /// on a failed condition the existing item comes back (`ALL_OLD`), so the
+    /// caller tells a duplicate from a conflict without another read.
+    pub(crate) fn put_once_action(
+        &self,
+        item: attr::Item,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
+        use aws_sdk_dynamodb::types::{
+            Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+        };
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| Error::Internal(format!("put-once request: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// What a Lambda function needs and nothing more: region (`AWS_REGION`) and
+    /// credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`) from the variables the Lambda service sets, and the
+    /// standard endpoint overrides (`AWS_ENDPOINT_URL_DYNAMODB`,
+    /// `AWS_ENDPOINT_URL`). No profile files, SSO, credential processes or
+    /// instance metadata: Lambda has none, and their code stays out of the
+    /// binaries. Retries and timeouts are the SDK's defaults, as from
+    /// [`Self::from_env`].
+    pub async fn from_lambda_env(config: &Config) -> Self {
+        let region = EnvironmentVariableRegionProvider::new()
+            .region()
+            .await
+            .unwrap_or_else(|| Region::new(FALLBACK_REGION));
+        let mut builder = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client())
+            .region(region)
+            .credentials_provider(EnvironmentVariableCredentialsProvider::new());
+        builder.set_endpoint_url(endpoint_url_from_env());
+        Self::with_builder(builder, &config.table_name)
+    }
+
+    /// Endpoint, region and credentials from the standard AWS configuration
+    /// chain (environment, profile files, SSO where the binary enables it,
+    /// container and instance metadata): the admin CLI, the local stack and
+    /// the tests against AWS.
     pub async fn from_env(config: &Config) -> Self {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .load()
             .await;
         let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
@@ -62,7 +145,8 @@ impl DynamoStore {
     /// credentials (local engines accept any).
     pub fn for_local_endpoint(endpoint: &str, table: &str) -> Self {
         let builder = aws_sdk_dynamodb::config::Builder::new()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client())
             .endpoint_url(endpoint)
             .region(Region::new(FALLBACK_REGION))
             .credentials_provider(Credentials::new(
@@ -77,15 +161,18 @@ impl DynamoStore {
 
     fn with_builder(builder: aws_sdk_dynamodb::config::Builder, table: &str) -> Self {
         let stats = Arc::new(RequestStats::default());
+        let open_outcomes = Arc::new(txn::OpenOutcomes::default());
         let client = Client::from_conf(
             builder
                 .interceptor(stats::CountingInterceptor(stats.clone()))
+                .interceptor(txn::OutcomeWatch(open_outcomes.clone()))
                 .build(),
         );
         Self {
             client,
             table: table.into(),
             stats,
+            open_outcomes,
         }
     }
 
@@ -95,6 +182,7 @@ impl DynamoStore {
             client: self.client.clone(),
             table: table.into(),
             stats: Arc::new(RequestStats::default()),
+            open_outcomes: self.open_outcomes.clone(),
         }
     }
 
@@ -161,4 +249,36 @@ pub fn unavailable<E: std::fmt::Debug>(err: SdkError<E>) -> Error {
         other => format!("{other:?}"),
     };
     Error::StoreUnavailable(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn endpoint_with(vars: &[(&str, &str)]) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        endpoint_url(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn endpoint_overrides_as_the_sdk_reads_them() {
+        assert_eq!(endpoint_with(&[]), None);
+        let general = ("AWS_ENDPOINT_URL", "http://general");
+        let dynamodb = ("AWS_ENDPOINT_URL_DYNAMODB", "http://dynamodb");
+        assert_eq!(endpoint_with(&[general]).as_deref(), Some("http://general"));
+        assert_eq!(
+            endpoint_with(&[general, dynamodb]).as_deref(),
+            Some("http://dynamodb")
+        );
+        assert_eq!(
+            endpoint_with(&[general, ("AWS_ENDPOINT_URL_DYNAMODB", "")]).as_deref(),
+            Some("http://general")
+        );
+        let ignore = ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+        assert_eq!(endpoint_with(&[general, dynamodb, ignore]), None);
+    }
 }

@@ -25,14 +25,14 @@
 //! Every admin write commits in one `TransactWriteItems` with its audit entry.
 
 use super::attr::{self, Item};
-use super::txn::{Attempt, Backoff, TxnFailure};
+use super::txn::{Attempt, Backoff, Settled, SETTLE_BACKOFF};
 use super::{keys, DynamoStore};
 use crate::domain::audit::{self, Actor, AuditEntry};
 use crate::domain::quota::{
     apply_changes, limit_change_details, plan_init, plan_replace, plan_reset, reset_details,
     DefaultsScope, DefaultsSet, Limits, QuotaDefaults, QuotaRecord, RecordChange, WindowState,
 };
-use crate::domain::{AuthSource, Platform, Platforms, UserId, WindowKind};
+use crate::domain::{AuthSource, Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -290,7 +290,7 @@ impl DynamoStore {
             items.push(self.conditional_item(HashMap::from(key), write(change))?);
         }
         items.push(self.audit_put(entry)?);
-        Ok(match self.transact(items).await? {
+        Ok(match self.transact(items, entry).await? {
             Attempt::Done(()) => Attempt::Done(apply_changes(records, changes)),
             Attempt::Retry => Attempt::Retry,
         })
@@ -331,32 +331,41 @@ impl DynamoStore {
         })
     }
 
-    /// Sends one transaction: `Retry` if a condition failed or it conflicted.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Attempt<()>, Error> {
+    /// Sends one transaction (carrying `audit`) until it settles: `Retry` if
+    /// a condition failed or it conflicted. A send whose outcome stays open is
+    /// 503, never retried with a fresh read (that would write a second audit
+    /// entry, or reset a window twice); a cancellation after an open send is
+    /// checked against the audit entry, which only this transaction writes.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        audit: &AuditEntry,
+    ) -> Result<Attempt<()>, Error> {
         if items.len() > MAX_TRANSACT_ITEMS {
             return Err(Error::Internal(format!(
                 "{} writes exceed one transaction; configure fewer platforms",
                 items.len()
             )));
         }
-        let sent = self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match sent.map_err(TxnFailure::from_sdk) {
-            Ok(_) => Ok(Attempt::Done(())),
-            Err(TxnFailure::Cancelled(reasons))
-                if reasons.iter().any(|r| r.is_condition_failed()) =>
+        let token = uuid::Uuid::new_v4().to_string();
+        match self
+            .transact_settled(items, &token, false, &SETTLE_BACKOFF)
+            .await?
+        {
+            Settled::Committed(_) => Ok(Attempt::Done(())),
+            Settled::Cancelled {
+                after_unknown: true,
+                ..
+            } if self.audit_written(audit).await? => Ok(Attempt::Done(())),
+            Settled::Cancelled { reasons, .. }
+                if reasons.iter().any(|r| r.is_condition_failed())
+                    || reasons.iter().all(|r| r.is_transient_or_none()) =>
             {
                 Ok(Attempt::Retry)
             }
-            Err(TxnFailure::Cancelled(reasons)) => Err(Error::Internal(format!(
+            Settled::Cancelled { reasons, .. } => Err(Error::Internal(format!(
                 "quota transaction cancelled: {reasons:?}"
             ))),
-            Err(TxnFailure::Transient(_)) => Ok(Attempt::Retry),
-            Err(TxnFailure::Unavailable(e)) => Err(e),
         }
     }
 
@@ -429,7 +438,8 @@ impl DynamoStore {
             now,
         );
         let write = TransactWriteItem::builder().put(put).build();
-        self.transact(vec![write, self.audit_put(&entry)?]).await
+        self.transact(vec![write, self.audit_put(&entry)?], &entry)
+            .await
     }
 }
 
@@ -514,6 +524,17 @@ fn limit_write(change: &RecordChange) -> ItemWrite {
                 None => remove.push(limit.clone()),
             }
         }
+        if after.limit != before.limit {
+            // The headroom (limit, or 0 when unlimited, − usage − reserved)
+            // moves by the change of the limit; usage may move concurrently.
+            let headroom = window_attr(kind, "headroom");
+            let delta = after.limit.unwrap_or(Usd::ZERO) - before.limit.unwrap_or(Usd::ZERO);
+            set.push(format!(
+                "{headroom} = if_not_exists({headroom}, :zero) + :d_{headroom}"
+            ));
+            values.insert(format!(":d_{headroom}"), attr::usd(delta));
+            values.insert(":zero".into(), attr::n(0));
+        }
         if after.limit_set != before.limit_set {
             if after.limit_set {
                 set.push(format!("{marker} = :t"));
@@ -558,8 +579,24 @@ fn reset_write(change: &RecordChange, kind: WindowKind) -> ItemWrite {
         }
         None => format!("attribute_not_exists({start})"),
     };
+    // The headroom follows: in the same window the usage given back is room
+    // again (holds stay); a reset that also rolls the window over starts it
+    // with no usage and nothing reserved.
+    let (headroom, reserved, limit) = (
+        window_attr(kind, "headroom"),
+        window_attr(kind, "reserved"),
+        window_attr(kind, "limit"),
+    );
+    values.insert(":zero".into(), attr::n(0));
+    let headroom_set = if before.start.is_some() && before.start == after.start {
+        format!("{headroom} = if_not_exists({headroom}, :zero) + :b_usage")
+    } else {
+        format!("{reserved} = :zero, {headroom} = if_not_exists({limit}, :zero)")
+    };
     ItemWrite {
-        update: Some(format!("SET {usage} = :a_usage, {start} = :a_start")),
+        update: Some(format!(
+            "SET {usage} = :a_usage, {start} = :a_start, {headroom_set}"
+        )),
         condition: format!("{usage_cond} AND {start_cond}"),
         values,
     }
@@ -588,6 +625,7 @@ pub(crate) fn quota_from_item(item: &Item) -> Result<QuotaRecord, Error> {
             limit_set: attr::get_bool(item, &window_attr(kind, "limit_set")).unwrap_or(false),
             usage: attr::opt_usd(item, &window_attr(kind, "usage"))?.unwrap_or_default(),
             start,
+            reserved: attr::opt_usd(item, &window_attr(kind, "reserved"))?.unwrap_or_default(),
         };
     }
     Ok(record)

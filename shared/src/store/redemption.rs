@@ -20,9 +20,8 @@ use super::credits::{CommitError, CreditTxn, CREDIT_BACKOFF};
 use super::idempotency::{Claim, Fingerprint, Lease, StoredResponse};
 use super::list::{bad_cursor, item_key, start_key, Filter, ListQuery, MAX_LIST_QUERIES};
 use super::lock::LockLease;
-use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
-use crate::api::{Cursor, Page, PageRequest};
 use crate::clock::Clock;
 use crate::domain::audit::{
     Actor, AuditEntry, ADMIN_CREATE_REDEMPTION_CODES, ADMIN_UPDATE_REDEMPTION_CODE,
@@ -35,6 +34,7 @@ use crate::domain::redemption::{
 };
 use crate::domain::UserId;
 use crate::error::Error;
+use crate::paging::{Cursor, Page, PageRequest};
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
@@ -51,6 +51,8 @@ const BATCHES_INDEX_PK: &str = "CODE_BATCHES";
 const SUB_SK_PREFIX: &str = "SUB#";
 const STATS_SK: &str = "REDEMPTION_STATS";
 const FAIL_SK_PREFIX: &str = "REDEEM_FAIL#";
+/// Attribute of a redemption record naming the request that wrote it.
+const REQUEST_ID: &str = "request_id";
 
 /// Codes per transaction after the first: 100 actions minus the batch progress
 /// update and a spare slot for rewriting the plan after a collision.
@@ -556,14 +558,12 @@ impl DynamoStore {
             for (i, code) in codes.iter().enumerate().take(first) {
                 actions.push(self.code_put(&batch, i, code)?);
             }
-            let failure = match self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await
+            let token = uuid::Uuid::new_v4().to_string();
+            match self
+                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                .await?
             {
-                Ok(_) => {
+                Settled::Committed(_) => {
                     let codes = self
                         .write_chunks(&batch.batch_id, &batch, codes, first, fingerprint)
                         .await?;
@@ -573,18 +573,29 @@ impl DynamoStore {
                         replayed: false,
                     });
                 }
-                Err(e) => TxnFailure::from_sdk(e),
-            };
-            match failure {
-                TxnFailure::Unavailable(e) => return Err(e),
-                TxnFailure::Transient(_) => {}
-                TxnFailure::Cancelled(reasons) => {
+                Settled::Cancelled {
+                    reasons,
+                    after_unknown,
+                } => {
                     if let Some(existing) = reasons
                         .first()
                         .filter(|r| r.is_condition_failed())
                         .and_then(|r| r.item.clone())
                     {
-                        return self.resume_batch(&existing, fingerprint).await;
+                        let mut resumed = self.resume_batch(&existing, fingerprint).await?;
+                        // Our own first chunk (committed, answer lost) is no
+                        // replay: its audit entry is ours.
+                        if after_unknown && self.audit_written(&audit).await? {
+                            resumed.replayed = false;
+                        }
+                        return Ok(resumed);
+                    }
+                    if reasons.iter().all(CancelReason::is_transient_or_none) {
+                        // A conflict with another transaction: nothing written.
+                        if attempt < backoff.max_attempts {
+                            tokio::time::sleep(backoff.delay(attempt)).await;
+                        }
+                        continue;
                     }
                     // A code collided with an existing one (80 random bits make
                     // this all but impossible): draw those again. Nothing was written.
@@ -602,9 +613,6 @@ impl DynamoStore {
                     }
                     continue;
                 }
-            }
-            if attempt < backoff.max_attempts {
-                tokio::time::sleep(backoff.delay(attempt)).await;
             }
         }
         Err(Error::StoreUnavailable(
@@ -709,20 +717,22 @@ impl DynamoStore {
                         .map_err(build_err)?,
                 ));
             }
-            let failure = match self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await
-            {
-                Ok(_) => {
+            // A chunk whose send stayed open is 503: a retry with the same
+            // Idempotency-Key resumes from the batch's progress counter.
+            let token = uuid::Uuid::new_v4().to_string();
+            let settled = self
+                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                .await?;
+            let reasons = match settled {
+                Settled::Committed(_) => {
                     written = end;
                     plan_changed = false;
                     failures = 0;
                     continue;
                 }
-                Err(e) => TxnFailure::from_sdk(e),
+                // After an open send too: the progress counter (ALL_OLD) says
+                // how far the batch got, whoever wrote it.
+                Settled::Cancelled { reasons, .. } => reasons,
             };
             failures += 1;
             if failures > backoff.max_attempts {
@@ -730,10 +740,9 @@ impl DynamoStore {
                     "the batch could not be completed; retry with the same Idempotency-Key".into(),
                 ));
             }
-            match failure {
-                TxnFailure::Unavailable(e) => return Err(e),
-                TxnFailure::Transient(_) => {}
-                TxnFailure::Cancelled(reasons) => {
+            match reasons {
+                reasons if reasons.iter().all(CancelReason::is_transient_or_none) => {}
+                reasons => {
                     let progress = reasons.first();
                     if progress.is_some_and(CancelReason::is_condition_failed) {
                         // A concurrent resumer advanced the batch: continue from
@@ -822,27 +831,33 @@ impl DynamoStore {
                         .expression_attribute_values(":now", attr::s(sortable(now)))
                         .build()
                         .map_err(build_err)?;
-                    let sent = self
-                        .client()
-                        .transact_write_items()
-                        .transact_items(update_action(update))
-                        .transact_items(self.audit_put(&audit)?)
-                        .send()
-                        .await;
-                    match sent.map_err(TxnFailure::from_sdk) {
-                        Ok(_) => Ok(super::txn::Attempt::Done(())),
-                        Err(TxnFailure::Transient(_)) => Ok(super::txn::Attempt::Retry),
-                        Err(TxnFailure::Cancelled(reasons))
+                    let token = uuid::Uuid::new_v4().to_string();
+                    let actions = vec![update_action(update), self.audit_put(&audit)?];
+                    match self
+                        .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                        .await?
+                    {
+                        Settled::Committed(_) => Ok(super::txn::Attempt::Done(())),
+                        // Cancelled after an open send: ours if its audit entry is there.
+                        Settled::Cancelled {
+                            after_unknown: true,
+                            ..
+                        } if self.audit_written(&audit).await? => Ok(super::txn::Attempt::Done(())),
+                        Settled::Cancelled { reasons, .. }
                             if reasons
                                 .first()
                                 .is_some_and(CancelReason::is_condition_failed) =>
                         {
                             Err(Error::CodeNotFound)
                         }
-                        Err(TxnFailure::Cancelled(reasons)) => Err(Error::Internal(format!(
+                        Settled::Cancelled { reasons, .. }
+                            if reasons.iter().all(CancelReason::is_transient_or_none) =>
+                        {
+                            Ok(super::txn::Attempt::Retry)
+                        }
+                        Settled::Cancelled { reasons, .. } => Err(Error::Internal(format!(
                             "code update cancelled: {reasons:?}"
                         ))),
-                        Err(TxnFailure::Unavailable(e)) => Err(e),
                     }
                 },
                 || Error::Conflict("the code is busy; retry the request".into()),
@@ -1044,9 +1059,19 @@ pub enum RedeemOutcome {
 /// What a redemption reads before planning its transaction.
 struct Snapshot {
     code: Option<RedemptionCode>,
-    redeemed: bool,
+    /// The (code, user) record, if the user redeemed the code already.
+    redeemed: Option<Item>,
     /// The user's redemptions so far (0 → this one `is_new`).
     count: i64,
+}
+
+/// The redemption as stored, if `record` was written by the request `request_id`.
+fn own_redemption(record: &Item, request_id: &str) -> Result<Option<Redemption>, Error> {
+    if attr::opt_s(record, REQUEST_ID) == Some(request_id) {
+        redemption_from_item(record).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Refusals that count as failed attempts (and write nothing else).
@@ -1167,8 +1192,14 @@ impl DynamoStore {
         // it is not an invariant the store has to hold.
         let buckets = self.failed_attempts(request.user, clock.now()).await?;
         check_failed_attempts(&buckets, clock.now())?;
+        // Stored in the record: a record carrying it is this request's own
+        // commit (its answer lost), not an earlier redemption.
+        let request_id = uuid::Uuid::new_v4().to_string();
         for attempt in 1..=REDEEM_BACKOFF.max_attempts {
-            match self.redeem_attempt(request, lease, clock).await? {
+            match self
+                .redeem_attempt(request, &request_id, lease, clock)
+                .await?
+            {
                 Some(outcome) => return Ok(outcome),
                 None if attempt < REDEEM_BACKOFF.max_attempts => {
                     tokio::time::sleep(REDEEM_BACKOFF.delay(attempt)).await;
@@ -1186,15 +1217,21 @@ impl DynamoStore {
     async fn redeem_attempt(
         &self,
         request: &RedeemRequest<'_>,
+        request_id: &str,
         lease: Option<&Lease>,
         clock: &Clock,
     ) -> Result<Option<RedeemOutcome>, Error> {
         let user = request.user;
         let snapshot = self.redeem_snapshot(user, request.code).await?;
+        if let Some(record) = &snapshot.redeemed {
+            if let Some(own) = own_redemption(record, request_id)? {
+                return Ok(Some(RedeemOutcome::Redeemed(own)));
+            }
+        }
         // Refuse early from the reads: no transaction, nothing written. The
         // transaction's conditions below still decide every race.
         let code = snapshot.code.ok_or(Error::CodeNotFound)?;
-        if snapshot.redeemed {
+        if snapshot.redeemed.is_some() {
             return Err(Error::AlreadyRedeemed);
         }
         code.check_redeemable(clock.now())?;
@@ -1255,7 +1292,7 @@ impl DynamoStore {
                 };
                 let mut extra = vec![
                     self.code_use_action(&code.key, now)?,
-                    self.redemption_put(&redemption)?,
+                    self.redemption_put(&redemption, request_id)?,
                     self.counter_action(user, snapshot.count, now)?,
                 ];
                 if let Some(change) = &redemption.subscription {
@@ -1295,18 +1332,21 @@ impl DynamoStore {
             Err(CommitError::ExtraFailed(reasons)) => reasons,
         };
         let index = index.ok_or_else(|| Error::Internal("redemption was never planned".into()))?;
-        self.decode_cancellation(&reasons, &index, lease, clock.now())
+        self.decode_cancellation(&reasons, &index, request_id, lease, clock.now())
             .await
     }
 
     /// Turns the failed conditions of the redemption's own actions into the
-    /// contract's answer: the code's state from its `ALL_OLD` item, the record's
-    /// existence, a lost idempotency lease; anything else was a race on the
-    /// user's own items and is retried.
+    /// contract's answer: this request's own record (an earlier send of it
+    /// committed, its answer lost) is its success; then a lost idempotency
+    /// lease (whoever holds the key answers); then the code's state from its
+    /// `ALL_OLD` item and the record's existence; anything else was a race on
+    /// the user's own items and is retried.
     async fn decode_cancellation(
         &self,
         reasons: &[CancelReason],
         index: &ActionIndex,
+        request_id: &str,
         lease: Option<&Lease>,
         now: DateTime<Utc>,
     ) -> Result<Option<RedeemOutcome>, Error> {
@@ -1315,6 +1355,22 @@ impl DynamoStore {
                 .get(i)
                 .is_some_and(CancelReason::is_condition_failed)
         };
+        if failed(index.record) {
+            if let Some(record) = reasons[index.record].item.as_ref() {
+                if let Some(own) = own_redemption(record, request_id)? {
+                    return Ok(Some(RedeemOutcome::Redeemed(own)));
+                }
+            }
+        }
+        if let (Some(i), Some(lease)) = (index.idempotency, lease) {
+            if failed(i) {
+                // The key's in-progress lease expired and another request took it.
+                return match self.idempotency_after_lost_lease(lease, now).await? {
+                    Claim::Replay(stored) => Ok(Some(RedeemOutcome::Replayed(stored))),
+                    Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
+                };
+            }
+        }
         if failed(index.code) {
             match reasons[index.code].item.as_ref() {
                 None => return Err(Error::CodeNotFound),
@@ -1328,15 +1384,6 @@ impl DynamoStore {
         }
         if failed(index.record) {
             return Err(Error::AlreadyRedeemed);
-        }
-        if let (Some(i), Some(lease)) = (index.idempotency, lease) {
-            if failed(i) {
-                // The key's in-progress lease expired and another request took it.
-                return match self.idempotency_after_lost_lease(lease, now).await? {
-                    Claim::Replay(stored) => Ok(Some(RedeemOutcome::Replayed(stored))),
-                    Claim::Acquired(_) => Err(Error::IdempotencyKeyInUse),
-                };
-            }
         }
         Ok(None)
     }
@@ -1387,14 +1434,16 @@ impl DynamoStore {
         }
         let mut snapshot = Snapshot {
             code: None,
-            redeemed: false,
+            redeemed: None,
             count: 0,
         };
         for item in &found {
             match attr::get_s(item, keys::SK)? {
                 CODE_SK => snapshot.code = Some(code_from_item(item)?),
                 STATS_SK => snapshot.count = attr::get_i64(item, "redemption_count")?,
-                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => snapshot.redeemed = true,
+                sk if sk.starts_with(REDEMPTION_SK_PREFIX) => {
+                    snapshot.redeemed = Some(item.clone())
+                }
                 _ => {}
             }
         }
@@ -1445,14 +1494,25 @@ impl DynamoStore {
         ))
     }
 
-    /// The (code, user) record: at most one per code and user, ever.
-    fn redemption_put(&self, redemption: &Redemption) -> Result<TransactWriteItem, Error> {
+    /// The (code, user) record: at most one per code and user, ever. It names
+    /// the request that wrote it, and a failed condition returns it (`ALL_OLD`),
+    /// so a request recognises its own commit.
+    fn redemption_put(
+        &self,
+        redemption: &Redemption,
+        request_id: &str,
+    ) -> Result<TransactWriteItem, Error> {
+        let mut item = redemption_item(redemption);
+        item.insert(REQUEST_ID.into(), attr::s(request_id));
         Ok(put_action(
             Put::builder()
                 .table_name(self.table())
-                .set_item(Some(redemption_item(redemption)))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", keys::PK)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .build()
                 .map_err(build_err)?,
         ))

@@ -26,9 +26,11 @@
 use super::attr::{self, Item};
 use super::credits::{CreditStore, CREDIT_BACKOFF};
 use super::quota::window_attr;
+use super::reservations::{hold_of_item, Expr, WindowNames};
 use super::txn::{Backoff, CancelReason, TxnFailure};
 use super::{keys, DynamoStore};
 use crate::domain::credits::{Account, Applied, Change};
+use crate::domain::reservation::{settle_releases, Hold, ReservationId, Status};
 use crate::domain::usage::{
     write_groups, Recorded, StoredStarts, UsageEvent, UsagePlan, WindowWrite,
     CREDITS_CATEGORY_USAGE, RECORD_RETENTION,
@@ -36,8 +38,7 @@ use crate::domain::usage::{
 use crate::domain::{Platform, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    ConditionCheck, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -180,6 +181,8 @@ struct Group<'a> {
     fingerprints: Vec<String>,
     /// Credits of the group's one event, if it carries any.
     credits: Option<i64>,
+    /// The reservation the group's one event settles, if it names one.
+    reservation: Option<&'a ReservationId>,
 }
 
 /// What one user's writes know about the items they share: the window starts
@@ -229,6 +232,7 @@ impl DynamoStore {
                 platform: &first.platform,
                 fingerprints: group_events.iter().map(|e| e.fingerprint()).collect(),
                 credits: first.credits,
+                reservation: first.reservation_id.as_ref(),
                 events: group_events,
             };
             let mut resolved = vec![None; write.len()];
@@ -263,7 +267,7 @@ impl DynamoStore {
         stats: &mut WriteStats,
     ) -> Result<(), Error> {
         let n = group.events.len();
-        if group.credits.is_some() && n != 1 {
+        if (group.credits.is_some() || group.reservation.is_some()) && n != 1 {
             return Err(Error::Internal(
                 "an event with credits is written on its own".into(),
             ));
@@ -276,6 +280,15 @@ impl DynamoStore {
         let mut account = match group.credits {
             Some(_) => known.account.take(),
             None => None,
+        };
+        // The reservation the event settles, as its id describes it: the write
+        // is conditioned on the record agreeing, so no read is needed.
+        let mut settle = match group.reservation.and_then(ReservationId::hint) {
+            Some(hint) => Settle::Pending {
+                hold: Hold::from_hint(&hint, ctx.tz),
+                expired: false,
+            },
+            None => Settle::Plain,
         };
         loop {
             if pending.is_empty() {
@@ -301,7 +314,22 @@ impl DynamoStore {
                     ctx,
                 )?);
             }
-            actions.push(self.quota_usage_action(group.user, group.platform, &plan)?);
+            let release = match &settle {
+                Settle::Pending { hold, .. } => {
+                    Some((settle_releases(&plan, hold, starts.as_ref()), *hold))
+                }
+                Settle::Plain => None,
+            };
+            actions.push(self.quota_usage_action(
+                group.user,
+                group.platform,
+                &plan,
+                release.as_ref(),
+            )?);
+            let held_credits = match &settle {
+                Settle::Pending { hold, .. } => hold.credits,
+                Settle::Plain => 0,
+            };
             let applied = match group.credits {
                 None => None,
                 Some(credits) => {
@@ -314,11 +342,26 @@ impl DynamoStore {
                     };
                     let applied =
                         read.apply(&consume_change(events[0], credits), ctx.processed_at)?;
-                    actions.extend(self.ledger_actions(&applied)?);
+                    actions.extend(self.ledger_actions_releasing(&applied, held_credits)?);
                     account = Some(read);
                     Some(applied)
                 }
             };
+            // After the event's own actions: the reservation's way out of
+            // pending, and (without credits of its own) the credit hold's release.
+            let settle_at = actions.len();
+            if let (Settle::Pending { hold, expired }, Some(id)) = (&settle, group.reservation) {
+                actions.push(self.settle_update(
+                    id,
+                    hold,
+                    events[0],
+                    *expired,
+                    ctx.processed_at,
+                )?);
+                if applied.is_none() && hold.credits > 0 {
+                    actions.push(self.credit_release_update(group.user, hold.credits)?);
+                }
+            }
             let token = write_token(
                 self.table(),
                 group,
@@ -327,6 +370,7 @@ impl DynamoStore {
                 applied.as_ref(),
                 ctx,
                 (rounds, transient),
+                &settle,
             );
             stats.requests += 1;
             stats.transactions += 1;
@@ -455,6 +499,24 @@ impl DynamoStore {
                     )));
                 }
             }
+            if matches!(settle, Settle::Pending { .. }) && failed(settle_at) {
+                // The record is not as the id said: settle as it is, or apply
+                // the event as a plain one (voided, expired, settled, unknown,
+                // another user's).
+                progressed = true;
+                replans += 1;
+                if replans > MAX_REPLANS {
+                    return Err(Error::Conflict(
+                        "the reservation kept changing; retry later".into(),
+                    ));
+                }
+                settle = reasons[settle_at]
+                    .item
+                    .as_ref()
+                    .map_or(Settle::Plain, |item| {
+                        Settle::learned(item, group, ctx.processed_at)
+                    });
+            }
             if !progressed {
                 // Conflict with another transaction or throttling: back off.
                 transient += 1;
@@ -501,6 +563,9 @@ impl DynamoStore {
         if let Some(c) = event.credits {
             item.insert("credits".into(), attr::n(c));
         }
+        if let Some(r) = &event.reservation_id {
+            item.insert("reservation_id".into(), attr::s(r.as_str()));
+        }
         item.insert(
             "processed_at".into(),
             attr::s(ctx.processed_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -509,69 +574,104 @@ impl DynamoStore {
             keys::TTL.into(),
             attr::n((ctx.processed_at + RECORD_RETENTION).timestamp()),
         );
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        self.put_once_action(item)
     }
 
     /// The quota item's part of the write: per window, the plan's change and
-    /// the condition that makes it right. Only `{w}_usage` / `{w}_start` are
-    /// touched; limits and whatever else the item holds stay as they are.
+    /// the condition that makes it right. Only `{w}_usage` / `{w}_start` and
+    /// what follows from them are touched: the headroom (limit, or 0 when
+    /// unlimited, − usage − reserved; `domain::reservation`) moves with the
+    /// usage, a rollover restarts the window with nothing reserved, and a
+    /// settling event (`release`: per window whether the hold is released,
+    /// and the hold) gives the hold back in the same update. Limits and
+    /// whatever else the item holds stay as they are.
     fn quota_usage_action(
         &self,
         user: &UserId,
         platform: &Platform,
         plan: &UsagePlan,
+        release: Option<&([bool; 3], Hold)>,
     ) -> Result<TransactWriteItem, Error> {
-        let mut sets = Vec::new();
-        let mut conditions = Vec::new();
-        let mut names = Vec::new();
-        let mut values = Vec::new();
-        for (kind, write) in WindowKind::ALL.iter().zip(&plan.windows) {
-            let k = &kind.as_str()[..1];
-            let (u, s) = (format!("#{k}u"), format!("#{k}s"));
+        let mut e = Expr::default();
+        for (w, (kind, write)) in WindowKind::ALL.iter().zip(&plan.windows).enumerate() {
+            let n = WindowNames::of(*kind, &mut e);
+            let k = n.k;
             let (amount, start) = (format!(":{k}a"), format!(":{k}s"));
-            names.push((s.clone(), window_attr(*kind, "start")));
+            let releases = release.is_some_and(|(r, _)| r[w]);
+            let hold = release.map(|(_, h)| h);
             match write {
                 WindowWrite::Add {
                     start: at,
                     amount: a,
                 } => {
-                    names.push((u.clone(), window_attr(*kind, "usage")));
-                    sets.push(format!("{u} = if_not_exists({u}, :zero) + {amount}"));
-                    conditions.push(format!("{s} = {start}"));
-                    values.push((amount, attr::usd(*a)));
-                    values.push((start, attr::n(at)));
+                    e.value(":zero", attr::n(0));
+                    e.value(&amount, attr::usd(*a));
+                    e.value(&start, attr::n(at));
+                    e.set(format!(
+                        "{u} = if_not_exists({u}, :zero) + {amount}",
+                        u = n.u
+                    ));
+                    e.cond(format!("{} = {start}", n.s));
+                    match hold.filter(|_| releases) {
+                        Some(hold) => {
+                            // usage += cost, reserved -= estimate: headroom -= cost - estimate.
+                            let delta = e.value(&format!(":{k}d"), attr::usd(*a - hold.estimate));
+                            e.value(":hold", attr::usd(hold.estimate));
+                            e.set(format!("{r} = if_not_exists({r}, :zero) - :hold", r = n.r));
+                            e.set(format!(
+                                "{h} = if_not_exists({h}, :zero) - {delta}",
+                                h = n.h
+                            ));
+                        }
+                        None => {
+                            e.set(format!(
+                                "{h} = if_not_exists({h}, :zero) - {amount}",
+                                h = n.h
+                            ));
+                        }
+                    }
                 }
                 WindowWrite::Restart {
                     start: at,
                     amount: a,
                 } => {
-                    names.push((u.clone(), window_attr(*kind, "usage")));
-                    sets.push(format!("{u} = {amount}"));
-                    sets.push(format!("{s} = {start}"));
-                    conditions.push(format!("(attribute_not_exists({s}) OR {s} < {start})"));
-                    values.push((amount, attr::usd(*a)));
-                    values.push((start, attr::n(at)));
+                    e.value(":zero", attr::n(0));
+                    e.value(&amount, attr::usd(*a));
+                    e.value(&start, attr::n(at));
+                    e.set(format!("{} = {amount}", n.u));
+                    e.set(format!("{} = {start}", n.s));
+                    // Holds of the old window hold nothing in the new one.
+                    e.set(format!("{} = :zero", n.r));
+                    e.set(format!(
+                        "{} = if_not_exists({}, :zero) - {amount}",
+                        n.h, n.l
+                    ));
+                    e.cond(format!(
+                        "(attribute_not_exists({s}) OR {s} < {start})",
+                        s = n.s
+                    ));
                 }
-                WindowWrite::Keep { after } => {
-                    conditions.push(format!("{s} > {start}"));
-                    values.push((start, attr::n(after)));
-                }
+                WindowWrite::Keep { after } => match hold {
+                    Some(hold) if releases => {
+                        // A past event settling a hold of the stored window.
+                        e.value(":zero", attr::n(0));
+                        e.value(":hold", attr::usd(hold.estimate));
+                        let hs = e.value(&format!(":{k}hs"), attr::n(hold.starts[w]));
+                        e.set(format!("{r} = if_not_exists({r}, :zero) - :hold", r = n.r));
+                        e.set(format!("{h} = if_not_exists({h}, :zero) + :hold", h = n.h));
+                        e.cond(format!("{} = {hs}", n.s));
+                    }
+                    _ => {
+                        e.value(&start, attr::n(after));
+                        e.cond(format!("{} > {start}", n.s));
+                        if let Some(hold) = hold.filter(|h| h.starts[w] > *after) {
+                            // Not the hold's window (else it would release).
+                            let hs = e.value(&format!(":{k}hs"), attr::n(hold.starts[w]));
+                            e.cond(format!("{} <> {hs}", n.s));
+                        }
+                    }
+                },
             }
-        }
-        if plan
-            .windows
-            .iter()
-            .any(|w| matches!(w, WindowWrite::Add { .. }))
-        {
-            values.push((":zero".into(), attr::n(0)));
         }
         let key = Item::from([
             (keys::PK.to_string(), attr::s(keys::user_pk(user.as_str()))),
@@ -580,11 +680,9 @@ impl DynamoStore {
                 attr::s(keys::quota_sk(platform.as_str())),
             ),
         ]);
-        let condition = conditions.join(" AND ");
-        let names = names.into_iter().collect();
-        let values = values.into_iter().collect();
         // Every counter stays: check the windows are still past, write nothing.
-        if sets.is_empty() {
+        if !e.has_sets() {
+            let (condition, names, values) = e.condition_parts();
             let check = ConditionCheck::builder()
                 .table_name(self.table())
                 .set_key(Some(key))
@@ -598,16 +696,7 @@ impl DynamoStore {
                 .map_err(build_err)?;
             return Ok(TransactWriteItem::builder().condition_check(check).build());
         }
-        let update = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(key))
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
+        let update = e.update(self.table(), key).build().map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -636,6 +725,32 @@ impl DynamoStore {
         match self.get_consistent(key).await? {
             Some(item) => starts_from_item(&item),
             None => Ok([None; 3]),
+        }
+    }
+}
+
+/// What a settling event's write does with its reservation.
+pub(crate) enum Settle {
+    /// Release `hold` and mark the record settled, or (`expired`: it ran past
+    /// its `expires_at`) expired while the event applies as a plain one.
+    Pending { hold: Hold, expired: bool },
+    /// Voided, expired, settled, unknown or not this user's: a plain event.
+    Plain,
+}
+
+impl Settle {
+    /// From the record a failed settle condition returned.
+    fn learned(item: &Item, group: &Group<'_>, now: DateTime<Utc>) -> Self {
+        match hold_of_item(item) {
+            Some((Status::Pending, expires_ms, hold, user, platform))
+                if user == group.user.as_str() && platform == group.platform.as_str() =>
+            {
+                Settle::Pending {
+                    hold,
+                    expired: expires_ms <= now.timestamp_millis(),
+                }
+            }
+            _ => Settle::Plain,
         }
     }
 }
@@ -671,6 +786,7 @@ fn starts_from_item(item: &Item) -> Result<StoredStarts, Error> {
 /// the very same write within 10 minutes is answered from the cache and
 /// changes nothing: the first one applied it. Exactly-once itself rests on the
 /// record's `attribute_not_exists` condition, not on the token.
+#[allow(clippy::too_many_arguments)]
 fn write_token(
     table: &str,
     group: &Group<'_>,
@@ -679,6 +795,7 @@ fn write_token(
     applied: Option<&Applied>,
     ctx: &IngestContext,
     (rounds, transient): (u32, u32),
+    settle: &Settle,
 ) -> String {
     let mut text = format!(
         "usage-write/v1\n{table}\n{}\n{}\n{}\n{rounds}.{transient}\n",
@@ -693,6 +810,9 @@ fn write_token(
         text.push('\n');
     }
     text.push_str(&plan.describe());
+    if let Settle::Pending { hold, expired } = settle {
+        text.push_str(&format!("\nsettle:{hold:?}:{expired}"));
+    }
     if let Some(a) = applied {
         // The debit is computed from the account as read: its state is content.
         let b = &a.before;
@@ -766,6 +886,7 @@ mod tests {
                 platform: &events[0].platform,
                 fingerprints: events.iter().map(|e| e.fingerprint()).collect(),
                 credits: None,
+                reservation: None,
                 events,
             }
         }
@@ -778,7 +899,7 @@ mod tests {
         let g = group(vec![&a, &b]);
         let plan = UsagePlan::new(&[&a, &b], Tz::UTC, now, None).unwrap();
         let token = |pending: &[usize], plan: &UsagePlan, attempt| {
-            write_token("t", &g, pending, plan, None, &ctx, attempt)
+            write_token("t", &g, pending, plan, None, &ctx, attempt, &Settle::Plain)
         };
         let first = token(&[0, 1], &plan, (1, 0));
         assert_eq!(first.len(), 36);
@@ -794,11 +915,11 @@ mod tests {
         let g2 = group(vec![&a, &b2]);
         assert_ne!(
             first,
-            write_token("t", &g2, &[0, 1], &plan, None, &ctx, (1, 0))
+            write_token("t", &g2, &[0, 1], &plan, None, &ctx, (1, 0), &Settle::Plain)
         );
         assert_ne!(
             first,
-            write_token("t2", &g, &[0, 1], &plan, None, &ctx, (1, 0))
+            write_token("t2", &g, &[0, 1], &plan, None, &ctx, (1, 0), &Settle::Plain)
         );
     }
 

@@ -1,12 +1,12 @@
 //! Creates the tables `infra/template.yaml` defines (local stack and tests).
 
-use super::{unavailable, DynamoStore};
-use crate::error::Error;
 use crate::template::{KeySpec, TableSpec};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
+use spendguard_core::store::{unavailable, DynamoStore};
+use spendguard_core::Error;
 
 fn key_schema(keys: &[KeySpec]) -> Result<Vec<KeySchemaElement>, Error> {
     keys.iter()

@@ -1,0 +1,71 @@
+//! `POST /v1/quota/reservations`, `GET` and `DELETE /v1/quota/reservations/{id}`:
+//! thin; the rules are in `domain::reservation`, the writes in
+//! `store::reservations`.
+
+use http::StatusCode;
+use lambda_http::Request;
+use spendguard_core::api::{
+    idempotency_key, json_body, json_response, path_param, replayed_response, request_fingerprint,
+    Caller, HttpResult,
+};
+use spendguard_core::domain::audit::Actor;
+use spendguard_core::domain::reservation::{ReservationId, ReserveRequest, ReserveWire};
+use spendguard_core::store::reservations::{ReserveKey, ReserveOutcome};
+use spendguard_core::{Deps, Error};
+
+/// Keys of reserves are scoped per caller, like adjustments.
+fn reserve_scope(caller: &Caller) -> String {
+    format!("reserve:{}", Actor::from(caller).id.replace('#', "_"))
+}
+
+fn path_id(req: &Request) -> Result<ReservationId, Error> {
+    ReservationId::parse(&path_param(req, "reservation_id")?)
+}
+
+/// `POST /v1/quota/reservations`: 201 Reservation, or 200 Check when there is
+/// no room (nothing held).
+pub async fn reserve(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_service_or_admin()?;
+    let request =
+        ReserveRequest::from_wire(json_body::<ReserveWire>(req)?, &deps.config.platforms)?;
+    let key = idempotency_key(req)?.map(|key| ReserveKey {
+        scope: reserve_scope(caller),
+        key,
+        fingerprint: request_fingerprint(req),
+    });
+    let outcome = deps
+        .store
+        .reserve(
+            &request,
+            deps.clock.now(),
+            deps.config.timezone,
+            key.as_ref(),
+        )
+        .await?;
+    Ok(match outcome {
+        ReserveOutcome::Created(r) => json_response(StatusCode::CREATED, &r.view()),
+        ReserveOutcome::Refused(check) => json_response(StatusCode::OK, &check),
+        ReserveOutcome::Replay(stored) => replayed_response(&stored),
+    })
+}
+
+/// `GET /v1/quota/reservations/{reservation_id}`.
+pub async fn get(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_service_or_admin()?;
+    let id = path_id(req)?;
+    match deps.store.reservation(&id, &deps.config.platforms).await? {
+        Some(r) => Ok(json_response(StatusCode::OK, &r.view())),
+        None => Err(Error::ReservationNotFound),
+    }
+}
+
+/// `DELETE /v1/quota/reservations/{reservation_id}`: void.
+pub async fn void(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_service_or_admin()?;
+    let id = path_id(req)?;
+    let r = deps
+        .store
+        .void_reservation(&id, &deps.config.platforms, deps.clock.now())
+        .await?;
+    Ok(json_response(StatusCode::OK, &r.view()))
+}
