@@ -3,8 +3,11 @@
 //   admin sets system and source defaults → inits a user and caps a window →
 //   a usage event through the Invoke API moves the user's bar → the user
 //   redeems a code and sees balance and ledger change → an exhausted window
-//   shows as exhausted with its reset time → admin adjusts credits (check,
-//   preview, apply, force) → the language switch changes every visible label.
+//   shows as exhausted with its reset time → the user sees the alerts of that
+//   crossing and what pending reservations hold → admin sees the user's holds
+//   and alerts, looks a reservation up and voids it → admin adjusts credits
+//   (check, preview, apply, force), and the low-balance alert follows →
+//   the language switch changes every visible label.
 // Screenshots of the main pages in both languages go to docs/screenshots/
 // when SPENDGUARD_SCREENSHOTS=docs (make screenshots), else to e2e/.tmp/.
 import { test, before, after } from 'node:test'
@@ -66,6 +69,44 @@ async function usage(platform, cost) {
   })
   assert.equal(res.status, 200)
   assert.deepEqual(await res.json(), { batchItemFailures: [] })
+}
+
+// A dev token from the local stack's sign-in route, as the console gets one.
+async function devToken(user, role) {
+  const res = await fetch(`${stack.base}/local/sign-in`, {
+    method: 'POST',
+    body: JSON.stringify({ user_id: user, role }),
+  })
+  assert.equal(res.status, 200)
+  return (await res.json()).token
+}
+
+// A reservation through the public API, as a forwarding service makes one.
+async function reserve(platform, estimate) {
+  const res = await fetch(`${stack.base}/v1/quota/reservations`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${await devToken('gateway', 'admin')}`,
+      'content-type': 'application/json',
+      'idempotency-key': `e2e-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    },
+    body: JSON.stringify({ user_id: USER, platform, estimate_usd: estimate, ttl_seconds: 3600 }),
+  })
+  assert.equal(res.status, 201, await res.clone().text())
+  return res.json()
+}
+
+// Alerts come from the table's stream, a moment after the write: show the
+// list again until `n` rows of `type` are there.
+async function waitForAlerts(page, type, n) {
+  const rows = page.getByTestId('alerts').locator(`tbody tr[data-type=${type}]`)
+  for (let i = 0; i < 50 && (await rows.count()) < n; i++) {
+    await page.waitForTimeout(200)
+    await page.getByTestId('alerts-refresh').click()
+    await page.waitForLoadState('networkidle')
+  }
+  assert.equal(await rows.count(), n, `${type} alerts`)
+  return rows
 }
 
 async function setLimit(page, testid, mode, amount) {
@@ -168,7 +209,57 @@ test('an exhausted window shows as exhausted with its reset time', async () => {
   assert.match(await w.getByTestId('resets').innerText(), /^Resets in \d+ (hr|min).* · \w{3} \d+, \d{4}, \d+:00 (AM|PM)$/)
   assert.equal(await win(alice, 'antigravity', 'monthly').getAttribute('data-state'), 'disabled')
   assert.equal(await win(alice, 'anthropic', 'daily').getAttribute('data-state'), 'unlimited')
+})
+
+let held = []
+test('the dashboard shows own alerts and what pending reservations hold', async () => {
+  // $5 of $5 crossed 50, 80 and 100 % of openai's daily cap in one write.
+  const rows = await waitForAlerts(alice, 'quota_threshold', 3)
+  assert.deepEqual(
+    await rows.locator('td:nth-child(3)').allInnerTexts(),
+    [100, 80, 50].map((p) => `openai · Daily: ${p}% of the $5.00 limit reached ($5.00 spent)`),
+  )
+  assert.equal(await rows.first().locator('.badge').innerText(), 'Quota threshold')
+  // The window's start: midnight in the quota zone, labelled with it.
+  assert.match(await rows.first().locator('td:nth-child(4)').innerText(), /, 12:00 AM \(Asia\/Shanghai\)$/)
+
+  held = [await reserve('gemini', '0.3'), await reserve('gemini', '0.2')]
+  await alice.getByTestId('refresh').click()
+  const g = win(alice, 'gemini', 'daily')
+  await g.getByTestId('reserved').getByText('Reserved $0.50').waitFor()
+  // remaining = limit − usage − reserved
+  assert.equal(await g.getByTestId('remaining').innerText(), '$0.25 left')
+  assert.match(await g.getByRole('meter').getAttribute('aria-valuetext'), /^25%, Reserved \$0\.50$/)
+  assert.equal(await g.getAttribute('data-state'), 'ok') // 75 % committed
   await shot(alice, 'dashboard')
+})
+
+test('admin sees a user’s holds and alerts, looks a reservation up and voids it', async () => {
+  await admin.goto(`${stack.base}/admin/users/${USER}`)
+  await admin.getByTestId('held-gemini-daily').getByText('$0.50').waitFor()
+  assert.equal(await admin.getByTestId('held-gemini-monthly').innerText(), '$0.50')
+  await waitForAlerts(admin, 'quota_threshold', 3)
+
+  await admin.getByTestId('reservation-id').fill('no-such-reservation')
+  await admin.getByTestId('reservation-lookup').click()
+  assert.equal(await admin.getByTestId('reservation-error').innerText(), 'No reservation has this id.')
+
+  await admin.getByTestId('reservation-id').fill(held[0].reservation_id)
+  await admin.getByTestId('reservation-lookup').click()
+  assert.equal(await admin.getByTestId('reservation-status').innerText(), 'Pending')
+  assert.match(await admin.getByTestId('reservation').innerText(), /Estimate\s+\$0\.30/)
+  // Voiding is a deliberate second step.
+  await admin.getByTestId('reservation-void').click()
+  assert.match(await admin.getByTestId('void-confirm').innerText(), /release the \$0\.30 it holds on gemini for alice/)
+  await admin.getByTestId('void-yes').click()
+  await admin.getByTestId('reservation-notice').getByText('Voided: the hold is released.').waitFor()
+  assert.equal(await admin.getByTestId('reservation-status').innerText(), 'Voided')
+  assert.equal(await admin.getByTestId('reservation-void').count(), 0)
+  await admin.getByTestId('held-gemini-daily').getByText('$0.20').waitFor()
+
+  await alice.getByTestId('refresh').click()
+  await win(alice, 'gemini', 'daily').getByTestId('reserved').getByText('Reserved $0.20').waitFor()
+  assert.equal(await win(alice, 'gemini', 'daily').getByTestId('remaining').innerText(), '$0.55 left')
 })
 
 test('admin creates a batch of codes; the user redeems one and sees balance and ledger change', async () => {
@@ -224,7 +315,26 @@ test('admin adjusts credits: check, preview, apply, then force as a second step'
   await admin.getByTestId('adjust-apply').click()
   await admin.getByTestId('adjust-outcome').getByText('Applied: balance 150 → -50.').waitFor()
   await admin.getByTestId('user-available').getByText('-50').waitFor()
+  // 150 → -50 fell below the low-balance mark (100): one alert.
+  const low = await waitForAlerts(admin, 'low_balance', 1)
+  assert.equal(await low.locator('td:nth-child(3)').innerText(), 'Credit balance fell to -50, below 100')
+  await admin.getByTestId('reservation-id').fill(held[1].reservation_id)
+  await admin.getByTestId('reservation-lookup').click()
+  await admin.getByTestId('reservation-status').getByText('Pending').waitFor()
   await shot(admin, 'admin-user')
+
+  await admin.goto(`${stack.base}/admin/alerts`)
+  await admin.getByTestId('alerts-user').fill(USER)
+  await admin.getByTestId('alerts-type').selectOption('low_balance')
+  await admin.getByTestId('alerts-refresh').click()
+  await admin.waitForLoadState('networkidle')
+  const rows = admin.getByTestId('alerts').locator('tbody tr')
+  assert.equal(await rows.count(), 1)
+  assert.match(await rows.first().innerText(), /Low balance\s+alice\s+Credit balance fell to -50, below 100/)
+  await admin.getByTestId('alerts-type').selectOption('')
+  await admin.getByTestId('alerts-refresh').click()
+  await waitForAlerts(admin, 'quota_threshold', 3)
+  await shot(admin, 'admin-alerts')
   await admin.goto(`${stack.base}/admin/audit`)
   await admin.getByTestId('audit').getByText('Adjust credits').first().waitFor()
   await shot(admin, 'admin-audit')
@@ -247,6 +357,7 @@ test('the language switch changes every visible label, and is kept', async () =>
     [admin, '/admin/defaults', 'admin-defaults'],
     [admin, `/admin/users/${USER}`, 'admin-user'],
     [admin, '/admin/codes', 'admin-codes'],
+    [admin, '/admin/alerts', 'admin-alerts'],
     [admin, '/admin/audit', 'admin-audit'],
   ]
   // Data, not copy: platform names, ids, codes, numbers.
@@ -274,6 +385,13 @@ test('the language switch changes every visible label, and is kept', async () =>
     await page.waitForLoadState('networkidle')
     if (name === 'dashboard') {
       assert.equal(await win(page, 'openai', 'daily').getByTestId('state').innerText(), '已用尽')
+      assert.equal(await win(page, 'gemini', 'daily').getByTestId('reserved').innerText(), '预留 $0.20')
+      const first = page.getByTestId('alerts').locator('tbody tr[data-type=quota_threshold]').first()
+      assert.match(await first.innerText(), /配额阈值\s+openai · 每日：已达限额 \$5\.00 的 100%（已花费 \$5\.00）/)
+    }
+    if (name === 'admin-user') {
+      const low = page.getByTestId('alerts').locator('tbody tr[data-type=low_balance] td:nth-child(3)')
+      assert.equal(await low.innerText(), '积分余额降至 -50，低于 100')
     }
     await shot(page, name)
   }

@@ -30,7 +30,8 @@ export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'spendguard-e2e-'))
   const port = await freePort()
   const env = { ...process.env }
-  for (const k of ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL', 'SPENDGUARD_PLATFORMS', 'SPENDGUARD_TABLE']) delete env[k]
+  for (const k of ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL', 'SPENDGUARD_PLATFORMS', 'SPENDGUARD_TABLE', 'SPENDGUARD_WEBHOOK_URL'])
+    delete env[k]
   Object.assign(env, {
     SPENDGUARD_LOCAL_ADDR: `127.0.0.1:${port}`,
     SPENDGUARD_ENGINE_PORT: '0',
@@ -38,6 +39,9 @@ export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
     SPENDGUARD_CONSOLE_DIR: dist,
     SPENDGUARD_DEV_JWT_SECRET: `e2e-${process.pid}-${Date.now()}`,
     SPENDGUARD_TZ: tz,
+    // Alerts at 50 / 80 / 100 % of a limit (the default) and below 100 credits.
+    SPENDGUARD_ALERT_THRESHOLDS: '50 80 100',
+    SPENDGUARD_LOW_BALANCE_CREDITS: '100',
     RUST_LOG: 'warn',
   })
   const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -25,6 +25,7 @@ const routes: RouteRecordRaw[] = [
     meta: { admin: true, title: 'nav.users' },
   },
   { path: '/admin/codes', component: () => import('./pages/admin/Codes.vue'), meta: { admin: true, title: 'nav.codes' } },
+  { path: '/admin/alerts', component: () => import('./pages/admin/Alerts.vue'), meta: { admin: true, title: 'nav.alerts' } },
   { path: '/admin/audit', component: () => import('./pages/admin/Audit.vue'), meta: { admin: true, title: 'nav.audit' } },
   { path: '/:rest(.*)*', redirect: '/' },
 ]

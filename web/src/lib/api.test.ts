@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+// The server's own list of codes, read as text at test time.
+import rust from '../../../shared/src/error.rs?raw'
 import { ApiError, Client, ERROR_CODES, NetworkError, errorKey, toApiError } from './api'
 
 function fakeFetch(status: number, body: unknown, seen: { url?: string; init?: RequestInit } = {}) {
@@ -10,6 +12,12 @@ function fakeFetch(status: number, body: unknown, seen: { url?: string; init?: R
 }
 
 describe('API client error mapping', () => {
+  it('knows every code the server sends (shared/src/error.rs, Error::code)', () => {
+    const body = rust.slice(rust.indexOf('pub fn code('), rust.indexOf('pub fn public_message('))
+    const codes = [...body.matchAll(/=> "([a-z_]+)"/g)].map((m) => m[1])
+    expect(codes.length).toBeGreaterThan(20)
+    expect(codes.filter((c) => !(ERROR_CODES as readonly string[]).includes(c))).toEqual([])
+  })
   it('maps every contract code to its own message key', () => {
     for (const code of ERROR_CODES) {
       expect(errorKey(new ApiError(400, code, 'x')).key).toBe(`errors.${code}`)

@@ -2,7 +2,7 @@
 // with the signed-in user's bearer token; errors become ApiError with the
 // contract's error code, mapped to a sentence by errorKey().
 
-/** Every error code of the contract (docs/openapi.yaml, Error.code). */
+/** Every error code the API sends (docs/openapi.yaml, Error.code; shared/src/error.rs: api.test.ts checks). */
 export const ERROR_CODES = [
   'unauthorized',
   'forbidden',
@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   'idempotency_key_mismatch',
   'idempotency_key_in_use',
   'insufficient_credits',
+  'balance_overflow',
   'code_not_found',
   'code_disabled',
   'code_expired',
@@ -28,6 +29,12 @@ export const ERROR_CODES = [
   'redemption_in_progress',
   'too_many_failed_attempts',
   'conflict',
+  'reservation_not_found',
+  'reservation_not_pending',
+  'not_found',
+  'request_timeout',
+  'event_payload_mismatch',
+  'not_implemented',
   'store_unavailable',
   'internal',
 ] as const

@@ -32,6 +32,11 @@ export function subtract(a: string, b: string): string {
   return unitsToText(x - y)
 }
 
+/** a + b, exactly. */
+export function add(a: string, b: string): string {
+  return unitsToText((parseUnits(a) ?? 0n) + (parseUnits(b) ?? 0n))
+}
+
 export function compare(a: string, b: string): number {
   const x = parseUnits(a) ?? 0n
   const y = parseUnits(b) ?? 0n

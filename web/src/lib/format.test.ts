@@ -66,10 +66,29 @@ describe('quota windows', () => {
     expect(windowView(w('10', '10')).state).toBe('exhausted')
     expect(windowView(w('10', '12')).fraction).toBe(1)
     expect(windowView(w('10', '8.5')).state).toBe('warning')
-    expect(windowView(w('10', '2.5'))).toEqual({ state: 'ok', fraction: 0.25, remaining: '7.5' })
+    expect(windowView(w('10', '2.5'))).toEqual({ state: 'ok', fraction: 0.25, reservedFraction: 0, reserved: '0', remaining: '7.5' })
     expect(limitMode(null)).toBe('none')
     expect(limitMode('0.00')).toBe('disabled')
     expect(limitMode('3')).toBe('cap')
+  })
+  it('pending reservations hold room: remaining = limit − usage − reserved', () => {
+    const held = (limit: string | null, usage: string, reserved: string) => ({ ...w(limit, usage), reserved_usd: reserved })
+    expect(windowView(held('1', '0.25', '0.2000'))).toEqual({
+      state: 'ok',
+      fraction: 0.25,
+      reservedFraction: 0.2,
+      reserved: '0.2',
+      remaining: '0.55',
+    })
+    // Usage below the cap, but the holds fill it: a check is denied.
+    const full = windowView(held('10', '3', '7'))
+    expect(full.state).toBe('exhausted')
+    expect(full.remaining).toBe('0')
+    expect(full.fraction + full.reservedFraction).toBe(1)
+    expect(windowView(held('10', '3', '5.5')).state).toBe('warning')
+    // Overshoot (usage is real spend): the bar never passes 100 %.
+    expect(windowView(held('10', '12', '1')).reservedFraction).toBe(0)
+    expect(windowView(held(null, '3', '2')).reserved).toBe('2')
   })
 })
 

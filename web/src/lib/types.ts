@@ -99,3 +99,35 @@ export interface AuditEntry {
   details: Record<string, unknown>
   created_at: string
 }
+export type AlertType = 'quota_threshold' | 'low_balance'
+export const ALERT_TYPES: AlertType[] = ['quota_threshold', 'low_balance']
+/** A spend alert; fields that do not apply to its type are absent. */
+export interface Alert {
+  alert_id: string
+  type: AlertType
+  user_id: string
+  platform?: string
+  window?: WindowName
+  window_start?: string
+  threshold_percent?: number
+  limit_usd?: string
+  usage_usd?: string
+  balance?: number
+  low_balance_credits?: number
+  occurred_at: string
+}
+export type ReservationStatus = 'pending' | 'settled' | 'voided' | 'expired'
+export interface Reservation {
+  reservation_id: string
+  user_id: string
+  platform: string
+  estimate_usd: string
+  credits: number
+  status: ReservationStatus
+  created_at: string
+  expires_at: string
+  settled_cost_usd: string | null
+  overage_usd: string | null
+  event_id: string | null
+  request_id?: string | null
+}
