@@ -23,7 +23,9 @@ function freePort() {
 }
 
 export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
-  const bin = process.env.SPENDGUARD_LOCAL_BIN ?? join(ROOT, 'target/debug/spendguard-local')
+  // Where cargo put it: CARGO_TARGET_DIR (relative to the workspace) or target/.
+  const target = resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target')
+  const bin = process.env.SPENDGUARD_LOCAL_BIN ?? join(target, 'debug/spendguard-local')
   if (!existsSync(bin)) throw new Error(`${bin} missing: cargo build -p spendguard-local`)
   const dist = join(ROOT, 'web/dist')
   if (!existsSync(join(dist, 'index.html'))) throw new Error('web/dist missing: npm run build')
