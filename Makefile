@@ -1,6 +1,8 @@
 # spendguard - every developer and CI entry point.
-#   make run        local stack on 127.0.0.1:9000 (embedded DynamoDB-compatible engine)
-#   make test       unit + integration tests (in-process engine; see README for others)
+#   make run        local stack on 127.0.0.1:9000 (embedded DynamoDB-compatible engine),
+#                   web console at / (built first when web/ changed; needs Node.js)
+#   make test       unit + integration tests (in-process engine; see README for others),
+#                   then the console's tests (make web-test)
 #   make ci         fmt-check, lint, cfn-lint, test (what .ci/run runs)
 #   make build      release Lambda artifacts: target/lambda/<function>/bootstrap
 #   make deploy     sam build && sam deploy --guided (see README, Deploy)
@@ -20,11 +22,40 @@ LOCAL_DATA ?= .local-data
 LAMBDA_FUNCTIONS := quota credits redemption usage-ingest reservation-expiry
 TEMPLATE := infra/template.yaml
 
-.PHONY: run reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
+.PHONY: run web web-test screenshots reset token test ci fmt fmt-check lint cfn-lint watch invoke build deploy \
 	tools .cargo-lambda .cfn-lint .sam .schemathesis bench coldstart test-external fuzz fuzz-ci fuzz-targets soak
 
-run:
+run: web
 	$(CARGO) run -q -p spendguard-local -- serve
+
+# --- Web console (web/: Vue 3 + Vite) ---
+# Built into web/dist when anything under web/ is newer than the last build:
+# `npm ci` from the committed lock file (when the lock changed), then the build.
+# Without Node.js the API still serves; the banner says how to get the console.
+WEB_STAMP := web/dist/.built
+NODE_OK = command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1
+
+web:
+	@if ! $(NODE_OK); then \
+		echo "console: Node.js not found; the API serves without the web console (install Node.js >= 20.19, then make web)"; \
+		exit 0; fi; \
+	if [ -f "$(WEB_STAMP)" ] && [ -z "$$(find web -path web/node_modules -prune -o -path web/dist -prune \
+		-o -path web/e2e/.tmp -prune -o -type f -newer "$(WEB_STAMP)" -print -quit)" ]; then exit 0; fi; \
+	cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } \
+		&& npm run build && touch dist/.built
+
+# Vitest unit tests, then the end-to-end tests in Debian's Chromium against a
+# local stack of their own (free port, temporary data).
+# Without Node.js they are skipped, except where SPENDGUARD_WEB_REQUIRED=1 (CI).
+web-test: web
+	@if ! $(NODE_OK); then echo "web-test: Node.js not found: skipped" >&2; \
+		[ "$${SPENDGUARD_WEB_REQUIRED:-}" != 1 ] || exit 1; exit 0; fi; \
+	$(CARGO) build -q -p spendguard-local --locked && cd web && npm test && npm run e2e
+
+# The same end-to-end run, keeping its screenshots in docs/screenshots/ (README).
+screenshots: web
+	$(CARGO) build -q -p spendguard-local --locked
+	cd web && SPENDGUARD_SCREENSHOTS=docs npm run e2e
 
 reset:
 	rm -rf "$(LOCAL_DATA)"
@@ -36,6 +67,7 @@ token:
 
 test:
 	$(CARGO) test --workspace --locked
+	$(MAKE) web-test
 
 fmt:
 	$(CARGO) fmt --all
@@ -202,10 +234,13 @@ build: .cargo-lambda
 # rust-cargolambda, still a beta feature of the SAM CLI), then --guided asks
 # for the stack name, region and parameters and offers to save them to
 # samconfig.toml for the next `make deploy`.
-deploy: .sam .cargo-lambda
+# Then the web console: web/dist to the console bucket, config.json (issuer,
+# client id, API base URL) from the stack's outputs, CloudFront invalidated.
+deploy: .sam .cargo-lambda web
 	$(WITH_TOOLS) sam build --beta-features --template-file $(TEMPLATE)
 	$(WITH_TOOLS) sam deploy --guided --template-file .aws-sam/build/template.yaml \
 		--capabilities CAPABILITY_IAM
+	$(WITH_TOOLS) python scripts/deploy-console.py
 
 watch: .cargo-lambda
 	$(WITH_TOOLS) $(CARGO) lambda watch

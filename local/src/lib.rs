@@ -1,6 +1,7 @@
 //! The local stack: the product's functions behind a dev gateway, on an embedded
 //! DynamoDB-compatible engine or any endpoint the AWS environment names.
 
+pub mod console;
 pub mod engine;
 pub mod gateway;
 pub mod invoke;
@@ -45,12 +46,16 @@ pub async fn ensure_tables(store: &DynamoStore, config: &Config) -> Result<Vec<S
     Ok(created)
 }
 
-/// Serves `gateway` over HTTP on `listener` until `shutdown` resolves, with
-/// the default read timeouts (30 s).
+/// Serves `gateway` and the web console over HTTP on `listener` until
+/// `shutdown` resolves, with the default read timeouts (30 s).
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, gateway, ServeOptions::default(), shutdown).await
+    let routes = server::Routes {
+        gateway,
+        console: Some(Arc::new(console::Console::from_env())),
+    };
+    server::serve_routes(listener, routes, ServeOptions::default(), shutdown).await
 }

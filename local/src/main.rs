@@ -121,7 +121,11 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(addr, &engine_note, &config, &created);
     spendguard_local::schedule::spawn(gateway.clone());
-    server::serve(listener, gateway, options, async {
+    let routes = server::Routes {
+        gateway,
+        console: Some(Arc::new(spendguard_local::console::Console::from_env())),
+    };
+    server::serve_routes(listener, routes, options, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
@@ -137,6 +141,7 @@ spendguard local stack on {base}
   storage:   {engine_note}
   table:     {table}{created}
   platforms: {platforms}   time zone: {tz}
+  {console}
 
 Try:
   TOKEN=$(make -s token USER=alice ROLE=user)
@@ -155,5 +160,6 @@ Ctrl-C stops; `make reset` wipes the local data.
         },
         platforms = platforms.join(" "),
         tz = config.timezone,
+        console = spendguard_local::console::banner_line(&base),
     );
 }

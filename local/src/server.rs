@@ -12,6 +12,7 @@
 //!   its way out and writes the same status with
 //!   `{"error": {"code", "message"}}` instead.
 
+use crate::console::Console;
 use crate::{Gateway, GatewayRequest};
 use http::{HeaderValue, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -63,11 +64,33 @@ impl ServeOptions {
     }
 }
 
+/// What the server answers: the web console's routes when it has them (the
+/// bundle at `/`, `config.json`, the dev sign-in), everything else the gateway.
+#[derive(Clone)]
+pub struct Routes {
+    pub gateway: Arc<Gateway>,
+    pub console: Option<Arc<Console>>,
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets the
 /// connections in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let routes = Routes {
+        gateway,
+        console: None,
+    };
+    serve_routes(listener, routes, options, shutdown).await
+}
+
+/// [`serve`] with the console's routes too.
+pub async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -86,9 +109,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let gateway = gateway.clone();
+        let routes = routes.clone();
         let stop = stop_rx.clone();
-        tokio::spawn(serve_connection(stream, peer, gateway, options, stop));
+        tokio::spawn(serve_connection(stream, peer, routes, options, stop));
     }
     drop(stop_rx);
     let _ = stop_tx.send(true);
@@ -100,7 +123,7 @@ pub async fn serve(
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    gateway: Arc<Gateway>,
+    routes: Routes,
     options: ServeOptions,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -113,8 +136,8 @@ async fn serve_connection(
     };
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         dispatched.fetch_add(1, Ordering::SeqCst);
-        let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(forward(&gateway, peer, req, options.body_read_timeout).await) }
+        let routes = routes.clone();
+        async move { Ok::<_, Infallible>(forward(&routes, peer, req, options.body_read_timeout).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -145,7 +168,7 @@ fn protocol_error(status: StatusCode, code: &str, message: &str) -> axum::respon
 }
 
 async fn forward(
-    gateway: &Gateway,
+    routes: &Routes,
     peer: SocketAddr,
     req: http::Request<hyper::body::Incoming>,
     body_timeout: Duration,
@@ -190,7 +213,13 @@ async fn forward(
             )
         }
     };
-    let response = gateway
+    if let Some(console) = &routes.console {
+        if let Some(response) = console.handle(&parts.method, parts.uri.path(), &body).await {
+            return response;
+        }
+    }
+    let response = routes
+        .gateway
         .handle(GatewayRequest {
             method: parts.method,
             path: parts.uri.path().to_string(),
