@@ -3,8 +3,8 @@
 mod alerts;
 mod authorization;
 mod chaos;
-mod crash;
 mod costs;
+mod crash;
 mod credits;
 mod credits_budget;
 mod credits_cli;

@@ -110,7 +110,10 @@ impl DynamoStore {
                 .map_err(attr::build_err)?;
             return Ok(TransactWriteItem::builder().condition_check(check).build());
         }
-        let update = e.update(self.table(), key).build().map_err(attr::build_err)?;
+        let update = e
+            .update(self.table(), key)
+            .build()
+            .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
