@@ -36,16 +36,11 @@ command -v schemathesis >/dev/null || {
   exit 1
 }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/spendguard-fuzz.XXXXXX")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
-export SPENDGUARD_DEV_JWT_SECRET="fuzz-$$-$RANDOM"
-SERVER_PID=""
+# shellcheck source=scripts/local-stack.sh
+. scripts/local-stack.sh
+local_stack_init fuzz
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_local_stack
   if [ -n "${FUZZ_KEEP:-}" ]; then
     echo "fuzz: kept $WORK"
   else
@@ -54,26 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The embedded engine and the default platforms, whatever the environment says:
-# the document's platform enum is the default list.
-env -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_ENDPOINT_URL \
-  -u SPENDGUARD_PLATFORMS -u SPENDGUARD_TZ -u SPENDGUARD_TABLE \
-  SPENDGUARD_LOCAL_ADDR="127.0.0.1:$PORT" SPENDGUARD_ENGINE_PORT=0 \
-  SPENDGUARD_LOCAL_DATA="$WORK/data" RUST_LOG="${RUST_LOG:-warn}" \
-  "$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  if curl -s -o /dev/null "$BASE/"; then break; fi
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "fuzz: the local stack did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+start_local_stack fuzz
 echo "fuzz: local stack on $BASE (data in $WORK), $EXAMPLES examples, seed $SEED"
-
-token() { "$BIN" token --user "$1" --role "$2"; }
 
 FAILED=()
 # run NAME TOKEN EXCLUDED FILTER...: one schemathesis run; TOKEN "" sends

@@ -16,40 +16,16 @@ if [ ! -x "$BIN" ]; then
   cargo build -q -p spendguard-local
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/spendguard-smoke.XXXXXX")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
-# A secret of this run only, for the stack and the tokens alike.
-export SPENDGUARD_DEV_JWT_SECRET="smoke-$$-$RANDOM"
-SERVER_PID=""
+# shellcheck source=scripts/local-stack.sh
+. scripts/local-stack.sh
+local_stack_init smoke
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_local_stack
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+start_local_stack smoke
 
-# The embedded engine, whatever the caller's AWS environment names; default
-# platforms and time zone, so the assertions below hold.
-env -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_ENDPOINT_URL \
-  -u SPENDGUARD_PLATFORMS -u SPENDGUARD_TZ -u SPENDGUARD_TABLE \
-  SPENDGUARD_LOCAL_ADDR="127.0.0.1:$PORT" SPENDGUARD_ENGINE_PORT=0 \
-  SPENDGUARD_LOCAL_DATA="$WORK/data" \
-  "$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  if curl -s -o /dev/null "$BASE/"; then break; fi
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "smoke: the local stack did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-
-token() { "$BIN" token --user "$1" --role "$2"; }
 ADMIN=$(token smoke-admin admin)
 ALICE=$(token alice user)
 BOB=$(token bob user)

@@ -251,6 +251,33 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// An enum header of the Invoke API: absent is `default`; a value outside
+/// `values` gets the ValidationException Lambda answers (naming `member`).
+fn enum_header<T: Copy>(
+    headers: &HeaderMap,
+    name: &str,
+    member: &str,
+    values: &[(&str, T)],
+    default: T,
+) -> Result<T, HttpResponse> {
+    let Some(value) = header(headers, name) else {
+        return Ok(default);
+    };
+    if let Some((_, known)) = values.iter().find(|(text, _)| *text == value) {
+        return Ok(*known);
+    }
+    let set: Vec<&str> = values.iter().map(|(text, _)| *text).collect();
+    Err(service_error(
+        StatusCode::BAD_REQUEST,
+        "ValidationException",
+        format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
+             constraint: Member must satisfy enum value set: [{}]",
+            set.join(", ")
+        ),
+    ))
+}
+
 /// Answers one Invoke API request.
 pub async fn invoke(
     functions: &Arc<Functions>,
@@ -272,35 +299,29 @@ pub async fn invoke(
             )
         }
     };
-    let kind = match header(request.headers, "x-amz-invocation-type") {
-        None | Some("RequestResponse") => InvocationType::RequestResponse,
-        Some("Event") => InvocationType::Event,
-        Some("DryRun") => InvocationType::DryRun,
-        Some(other) => {
-            return service_error(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{other}' at 'invocationType' failed to \
-                     satisfy constraint: Member must satisfy enum value set: [Event, \
-                     RequestResponse, DryRun]"
-                ),
-            )
-        }
+    let kind = match enum_header(
+        request.headers,
+        "x-amz-invocation-type",
+        "invocationType",
+        &[
+            ("Event", InvocationType::Event),
+            ("RequestResponse", InvocationType::RequestResponse),
+            ("DryRun", InvocationType::DryRun),
+        ],
+        InvocationType::RequestResponse,
+    ) {
+        Ok(kind) => kind,
+        Err(refused) => return refused,
     };
-    let tail = match header(request.headers, "x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return service_error(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{other}' at 'logType' failed to \
-                     satisfy constraint: Member must satisfy enum value set: [Tail, None]"
-                ),
-            )
-        }
+    let tail = match enum_header(
+        request.headers,
+        "x-amz-log-type",
+        "logType",
+        &[("Tail", true), ("None", false)],
+        false,
+    ) {
+        Ok(tail) => tail,
+        Err(refused) => return refused,
     };
     let id = request_id();
     let bare = |status: StatusCode| {

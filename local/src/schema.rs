@@ -3,7 +3,7 @@
 use crate::template::{KeySpec, TableSpec};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, TableDescription, TimeToLiveSpecification,
 };
 use spendguard_core::store::{unavailable, DynamoStore};
 use spendguard_core::Error;
@@ -82,18 +82,24 @@ pub async fn ensure_table(
     Ok(true)
 }
 
+/// `DescribeTable` of `table`.
+pub async fn describe(store: &DynamoStore, table: &str) -> Result<TableDescription, Error> {
+    store
+        .client()
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(unavailable)?
+        .table
+        .ok_or_else(|| Error::StoreUnavailable(format!("DescribeTable {table}: no table")))
+}
+
 /// Real DynamoDB creates tables asynchronously; local engines answer ACTIVE at once.
 async fn wait_until_active(store: &DynamoStore, table: &str) -> Result<(), Error> {
     use aws_sdk_dynamodb::types::TableStatus;
     for _ in 0..120 {
-        let described = store
-            .client()
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+        if describe(store, table).await?.table_status() == Some(&TableStatus::Active) {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -11,6 +11,7 @@
 //! dead-lettered (the stand-in for the mapping's SQS on-failure destination)
 //! and the tailer moves past it.
 
+use crate::schema::describe;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType};
 use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType as TableViewType};
 use aws_sdk_dynamodbstreams::types::{AttributeValue as Av, Record, ShardIteratorType};
@@ -35,16 +36,9 @@ fn failed<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> Error + '_ {
 
 /// Turns on the table's stream (NEW_AND_OLD_IMAGES) unless it is on already.
 pub async fn ensure_stream(store: &DynamoStore, table: &str) -> Result<(), Error> {
-    let described = store
-        .client()
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(failed("DescribeTable"))?;
-    let enabled = described
-        .table()
-        .and_then(|t| t.stream_specification())
+    let enabled = describe(store, table)
+        .await?
+        .stream_specification()
         .is_some_and(|s| s.stream_enabled());
     if enabled {
         return Ok(());
@@ -119,15 +113,9 @@ impl StreamReader {
     }
 
     pub async fn stream_arn(&self) -> Result<String, Error> {
-        self.store
-            .client()
-            .describe_table()
-            .table_name(self.store.table())
-            .send()
-            .await
-            .map_err(failed("DescribeTable"))?
-            .table()
-            .and_then(|t| t.latest_stream_arn())
+        describe(&self.store, self.store.table())
+            .await?
+            .latest_stream_arn()
             .map(str::to_string)
             .ok_or_else(|| Error::Internal(format!("table {} has no stream", self.store.table())))
     }

@@ -557,11 +557,7 @@ mod tests {
         assert_eq!(route.function, "quota");
         assert_eq!(params, vec![("platform".to_string(), "openai".to_string())]);
         assert!(t.match_route(&routes, "GET", "/v1/nope").is_none());
-        let ingest = t
-            .functions()
-            .into_iter()
-            .find(|f| f.binary == "usage-ingest")
-            .unwrap();
+        let ingest = function(&t, "usage-ingest");
         assert!(ingest.sqs_triggered);
     }
 
@@ -587,13 +583,15 @@ mod tests {
     }
 
     /// The `Properties` of the function with this binary.
-    fn function_props<'a>(t: &'a Template, binary: &str) -> &'a Value {
-        let f = t
-            .functions()
+    fn function(t: &Template, binary: &str) -> FunctionSpec {
+        t.functions()
             .into_iter()
             .find(|f| f.binary == binary)
-            .unwrap();
-        &resource(t, &f.logical_id)["Properties"]
+            .unwrap_or_else(|| panic!("no function {binary} in the template"))
+    }
+
+    fn function_props<'a>(t: &'a Template, binary: &str) -> &'a Value {
+        &resource(t, &function(t, binary).logical_id)["Properties"]
     }
 
     #[test]
@@ -681,11 +679,7 @@ mod tests {
     #[test]
     fn billing_queue_outlasts_retries_and_dead_letters_with_an_alarm() {
         let t = Template::bundled();
-        let ingest = t
-            .functions()
-            .into_iter()
-            .find(|f| f.binary == "usage-ingest")
-            .unwrap();
+        let ingest = function(&t, "usage-ingest");
         let mappings: Vec<_> = t
             .resources_of_type("AWS::Lambda::EventSourceMapping")
             .filter(|(_, m)| {
@@ -755,11 +749,7 @@ mod tests {
     #[test]
     fn ingest_reads_its_own_queue_only() {
         let t = Template::bundled();
-        let ingest = t
-            .functions()
-            .into_iter()
-            .find(|f| f.binary == "usage-ingest")
-            .unwrap();
+        let ingest = function(&t, "usage-ingest");
         assert!(ingest.sqs_triggered);
         // A SAM `SQS` event would attach AWSLambdaSQSQueueExecutionRole: every queue.
         let props = function_props(&t, "usage-ingest");

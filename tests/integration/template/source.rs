@@ -182,6 +182,24 @@ fn trait_item_attrs(item: &syn::TraitItem) -> &[Attribute] {
     }
 }
 
+/// Drops every `#[cfg(test)]` item, in modules, impls and traits too, so
+/// the scans below see deployed code only.
+fn strip_tests(items: &mut Vec<Item>) {
+    items.retain(|item| !is_cfg_test(item_attrs(item)));
+    for item in items {
+        match item {
+            Item::Mod(m) => {
+                if let Some((_, inner)) = &mut m.content {
+                    strip_tests(inner);
+                }
+            }
+            Item::Impl(i) => i.items.retain(|it| !is_cfg_test(impl_item_attrs(it))),
+            Item::Trait(t) => t.items.retain(|it| !is_cfg_test(trait_item_attrs(it))),
+            _ => {}
+        }
+    }
+}
+
 /// `client`, `x.client`, `client()` or `x.client()`: the DynamoDB client.
 fn is_client(receiver: &Expr) -> bool {
     let named_client = |path: &syn::Path| path.segments.last().is_some_and(|s| s.ident == "client");
@@ -319,24 +337,6 @@ impl BodyScan {
 }
 
 impl<'ast> Visit<'ast> for BodyScan {
-    fn visit_item(&mut self, item: &'ast Item) {
-        if !is_cfg_test(item_attrs(item)) {
-            visit::visit_item(self, item);
-        }
-    }
-
-    fn visit_impl_item(&mut self, item: &'ast syn::ImplItem) {
-        if !is_cfg_test(impl_item_attrs(item)) {
-            visit::visit_impl_item(self, item);
-        }
-    }
-
-    fn visit_trait_item(&mut self, item: &'ast syn::TraitItem) {
-        if !is_cfg_test(trait_item_attrs(item)) {
-            visit::visit_trait_item(self, item);
-        }
-    }
-
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let Expr::Path(p) = &*call.func {
             if let Some(last) = p.path.segments.last() {
@@ -441,24 +441,6 @@ impl FnScan<'_> {
 }
 
 impl<'ast> Visit<'ast> for FnScan<'_> {
-    fn visit_item(&mut self, item: &'ast Item) {
-        if !is_cfg_test(item_attrs(item)) {
-            visit::visit_item(self, item);
-        }
-    }
-
-    fn visit_impl_item(&mut self, item: &'ast syn::ImplItem) {
-        if !is_cfg_test(impl_item_attrs(item)) {
-            visit::visit_impl_item(self, item);
-        }
-    }
-
-    fn visit_trait_item(&mut self, item: &'ast syn::TraitItem) {
-        if !is_cfg_test(trait_item_attrs(item)) {
-            visit::visit_trait_item(self, item);
-        }
-    }
-
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         self.add(&f.sig, Some(&f.block));
         visit::visit_item_fn(self, f);
@@ -489,7 +471,8 @@ impl<'ast> Visit<'ast> for FnScan<'_> {
 
 /// Every fn of one file (nested fns are part of their parent too).
 pub fn analyse(file: &str, text: &str) -> Vec<FnFacts> {
-    let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    strip_tests(&mut ast.items);
     let mut scan = FnScan {
         file,
         fns: Vec::new(),
