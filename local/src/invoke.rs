@@ -259,7 +259,7 @@ fn enum_header<T: Copy>(
     member: &str,
     values: &[(&str, T)],
     default: T,
-) -> Result<T, HttpResponse> {
+) -> Result<T, Box<HttpResponse>> {
     let Some(value) = header(headers, name) else {
         return Ok(default);
     };
@@ -267,7 +267,7 @@ fn enum_header<T: Copy>(
         return Ok(*known);
     }
     let set: Vec<&str> = values.iter().map(|(text, _)| *text).collect();
-    Err(service_error(
+    Err(Box::new(service_error(
         StatusCode::BAD_REQUEST,
         "ValidationException",
         format!(
@@ -275,7 +275,7 @@ fn enum_header<T: Copy>(
              constraint: Member must satisfy enum value set: [{}]",
             set.join(", ")
         ),
-    ))
+    )))
 }
 
 /// Answers one Invoke API request.
@@ -311,7 +311,7 @@ pub async fn invoke(
         InvocationType::RequestResponse,
     ) {
         Ok(kind) => kind,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let tail = match enum_header(
         request.headers,
@@ -321,7 +321,7 @@ pub async fn invoke(
         false,
     ) {
         Ok(tail) => tail,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let id = request_id();
     let bare = |status: StatusCode| {
