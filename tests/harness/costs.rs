@@ -6,7 +6,8 @@
 //! The budgets are the contract's (the API's request budget) and the "Lean
 //! core" issue's targets, copied here as numbers.
 
-use crate::{sqs_event, Meter, Tally, TestEnv};
+use crate::scenario::sqs_batch;
+use crate::{Meter, Tally, TestEnv};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use spendguard_core::Clock;
@@ -200,7 +201,7 @@ pub async fn ingest(env: &TestEnv, events: &[Value]) {
         .gateway
         .functions()
         .usage_ingest
-        .process(sqs_event(events))
+        .process(sqs_batch(events))
         .await;
     assert!(
         outcome.response.batch_item_failures.is_empty(),

@@ -12,6 +12,10 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
+use spendguard_core::api::PageRequest;
+use spendguard_core::domain::audit::AuditEntry;
+use spendguard_core::domain::UserId;
+use spendguard_core::store::{AuditFilter, AuditStore};
 use spendguard_core::{Clock, Config, Deps, DynamoStore};
 use spendguard_local::{endpoint_from_env, engine, ensure_tables, jwt, Gateway, GatewayRequest};
 use std::collections::{BTreeMap, HashMap};
@@ -291,6 +295,13 @@ impl TestEnv {
     /// Every page of an admin list (`path` has its query and `limit`), following
     /// `next_cursor` until it is null; each page's items, in order.
     pub async fn admin_pages(&self, path: &str) -> Vec<Vec<Value>> {
+        self.pages_as(path, None).await
+    }
+
+    /// Every page of a list as `user` (`None`: as an admin), asserting the
+    /// contract's list shape: `items`, and `next_cursor` a string until the
+    /// last page says null.
+    pub async fn pages_as(&self, path: &str, user: Option<&str>) -> Vec<Vec<Value>> {
         let mut pages = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -299,14 +310,39 @@ impl TestEnv {
                 Some(c) => format!("{path}&cursor={c}"),
                 None => path.to_string(),
             };
-            let res = self.get(&page_path).as_admin().send().await;
+            let req = self.get(&page_path);
+            let res = match user {
+                Some(u) => req.as_user(u),
+                None => req.as_admin(),
+            }
+            .send()
+            .await;
             res.assert_status(200);
             pages.push(res.body["items"].as_array().expect("items").clone());
-            match res.body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => return pages,
+            match &res.body["next_cursor"] {
+                Value::String(c) => cursor = Some(c.clone()),
+                Value::Null => return pages,
+                other => panic!("{path}: next_cursor {other}"),
             }
         }
+    }
+
+    /// The first 100 audit entries, filtered by user and action as the
+    /// admin route filters them.
+    pub async fn audit_entries(&self, user: Option<&str>, action: Option<&str>) -> Vec<AuditEntry> {
+        let filter = AuditFilter {
+            user_id: user.map(|u| UserId::parse(u).expect("valid user id")),
+            action: action.map(str::to_string),
+        };
+        let page = PageRequest {
+            limit: 100,
+            cursor: None,
+        };
+        self.store
+            .list_audit(&filter, &page)
+            .await
+            .expect("audit")
+            .items
     }
 
     /// The user's whole ledger through the admin API, every page, oldest first.
@@ -434,18 +470,6 @@ impl From<lambda_http::Response<lambda_http::Body>> for TestResponse {
             text,
         }
     }
-}
-
-/// An SQS event carrying `bodies` (one message each, fresh message ids).
-pub fn sqs_event(bodies: &[Value]) -> aws_lambda_events::event::sqs::SqsEvent {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|b| {
-            let id = uuid::Uuid::new_v4().to_string();
-            serde_json::json!({"messageId": id, "body": b.to_string(), "eventSource": "aws:sqs"})
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event")
 }
 
 /// A file of `events/`, parsed.

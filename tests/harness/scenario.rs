@@ -26,13 +26,23 @@ pub fn sqs_batch(bodies: &[Value]) -> SqsEvent {
 
 /// An SQS event of `(message id, body)` pairs.
 pub fn sqs_messages(messages: &[(String, Value)]) -> SqsEvent {
+    sqs_records(
+        messages
+            .iter()
+            .map(|(id, body)| (id.clone(), body.to_string())),
+    )
+}
+
+/// An SQS event of `(message id, raw body)` pairs, each a first delivery
+/// from the billing queue.
+pub fn sqs_records(messages: impl IntoIterator<Item = (String, String)>) -> SqsEvent {
     let records: Vec<Value> = messages
-        .iter()
+        .into_iter()
         .map(|(id, body)| {
             json!({
                 "messageId": id,
                 "receiptHandle": format!("rh-{id}"),
-                "body": body.to_string(),
+                "body": body,
                 "attributes": {"ApproximateReceiveCount": "1"},
                 "messageAttributes": {},
                 "eventSource": "aws:sqs",

@@ -13,6 +13,7 @@ use spendguard_core::domain::alert::{verify_webhook_signature, SIGNATURE_HEADER}
 use spendguard_core::Clock;
 use spendguard_local::streams::{self, StreamReader};
 use spendguard_local::template::{parse_yaml, Template, TEMPLATE_YAML};
+use spendguard_tests::scenario::sqs_records;
 use spendguard_tests::TestEnv;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -122,27 +123,16 @@ async fn run_stream(env: &TestEnv, app: &alerts::App) -> (usize, usize) {
 }
 
 fn usage_batch(user: &str, from: usize, n: usize, cost: &str, at: DateTime<Utc>) -> SqsEvent {
-    let records: Vec<Value> = (from..from + n)
-        .map(|i| {
-            json!({
-                "messageId": format!("m-{i}"),
-                "receiptHandle": format!("rh-{i}"),
-                "body": json!({
-                    "event_id": format!("{user}-{}-{i}", at.timestamp()),
-                    "user_id": user,
-                    "platform": "openai",
-                    "cost_usd": cost,
-                    "occurred_at": at.to_rfc3339(),
-                }).to_string(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).unwrap()
+    sqs_records((from..from + n).map(|i| {
+        let body = json!({
+            "event_id": format!("{user}-{}-{i}", at.timestamp()),
+            "user_id": user,
+            "platform": "openai",
+            "cost_usd": cost,
+            "occurred_at": at.to_rfc3339(),
+        });
+        (format!("m-{i}"), body.to_string())
+    }))
 }
 
 /// `events` usage events of `cost`, sent as concurrent SQS batches of 10.

@@ -8,6 +8,7 @@
 //! applied, never answered) while the test aborts the task, as a Lambda
 //! runtime killed at its timeout would leave things.
 
+use super::redemption::one_code;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use spendguard_core::domain::Usd;
@@ -230,17 +231,6 @@ async fn a_usage_batch_killed_mid_way_then_redelivered_applies_each_event_once()
     }
 }
 
-async fn one_code(env: &TestEnv) -> String {
-    let res = env
-        .post("/v1/admin/redemption-codes")
-        .as_admin()
-        .json(&json!({"count": 1, "credits": 10, "max_uses": 5}))
-        .send()
-        .await;
-    res.assert_status(201);
-    res.body["codes"][0].as_str().unwrap().to_string()
-}
-
 /// Killed before its write was sent, and killed right after it committed:
 /// the retry with the same key redeems once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +240,7 @@ async fn a_redeem_killed_between_its_read_and_its_write_redeems_once_on_retry() 
             return;
         };
         let env = Arc::new(env);
-        let code = one_code(&env).await;
+        let code = one_code(&env, 10, 5).await;
         // Commit the first transaction only when it is the one to lose.
         crash_after(&proxy, usize::from(lose_write), lose_write);
         let killed = {

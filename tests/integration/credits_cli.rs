@@ -5,8 +5,6 @@ use serde_json::Value;
 use spendguard_admin::{
     run, Terminal, EXIT_INSUFFICIENT, EXIT_NOT_CONFIRMED, EXIT_OK, EXIT_STORE, EXIT_USAGE,
 };
-use spendguard_core::domain::UserId;
-use spendguard_core::store::{AuditFilter, AuditStore};
 use spendguard_core::{Deps, DynamoStore};
 use spendguard_tests::TestEnv;
 use std::collections::VecDeque;
@@ -100,21 +98,8 @@ async fn set_asks_then_applies_and_records_audit() {
     assert!(r.out.contains("Verified: available credits are now 5000"));
     assert_eq!(env.available("alice").await, 5000);
 
-    let audit = env
-        .store
-        .list_audit(
-            &AuditFilter {
-                user_id: Some(UserId::parse("alice").unwrap()),
-                action: None,
-            },
-            &spendguard_core::api::PageRequest {
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    let entry = &audit.items[0];
+    let audit = env.audit_entries(Some("alice"), None).await;
+    let entry = &audit[0];
     assert_eq!(entry.action, "ADMIN_ADJUST_CREDITS");
     assert!(entry.actor.starts_with("cli:"), "{}", entry.actor);
     assert!(entry

@@ -12,6 +12,7 @@ use super::usage::{
 use serde_json::Value;
 use spendguard_core::domain::Usd;
 use spendguard_core::Clock;
+use spendguard_tests::scenario::sqs_records;
 use spendguard_tests::{FaultProxy, TestEnv};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -267,7 +268,7 @@ async fn a_coalesced_batch_may_go_below_zero_and_an_impossible_debit_fails_alone
         .enumerate()
         .map(|(i, b)| (format!("m-{i}"), b.clone()))
         .collect();
-    let (failed, report) = ingest(&env, super::usage::sqs(&messages)).await;
+    let (failed, report) = ingest(&env, sqs_records(messages.clone())).await;
     assert_eq!(failed, ["m-10"], "{report:?}");
     assert_eq!(report.applied, 10);
     let account = credit_account(&env, "wes").await;
@@ -278,7 +279,7 @@ async fn a_coalesced_batch_may_go_below_zero_and_an_impossible_debit_fails_alone
     assert_eq!(ledger.last().unwrap()["balance_after"], -15);
     // Nothing was written for the refused event: its record is absent, so a
     // redelivery is judged afresh (and fails the same way).
-    let (failed, _) = ingest(&env, super::usage::sqs(&messages[10..])).await;
+    let (failed, _) = ingest(&env, sqs_records(messages[10..].to_vec())).await;
     assert_eq!(failed, ["m-10"]);
     assert_eq!(usage(&env, "wes", "openai").await, [usd("1"); 3]);
 }

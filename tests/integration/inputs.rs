@@ -2,6 +2,7 @@
 //! (duplicate keys, nulls), integer and USD amounts at their edges,
 //! `Idempotency-Key` characters and empty list filters.
 
+use super::redemption::one_code;
 use serde_json::{json, Value};
 use spendguard_tests::{TestEnv, TestResponse};
 
@@ -16,22 +17,10 @@ async fn adjust_raw(env: &TestEnv, body: &str) -> TestResponse {
         .await
 }
 
-/// A batch of one code granting 10 credits; returns the code.
-async fn create_code(env: &TestEnv) -> String {
-    let res = env
-        .post("/v1/admin/redemption-codes")
-        .as_admin()
-        .json(&json!({"count": 1, "credits": 10, "max_uses": 5}))
-        .send()
-        .await;
-    res.assert_status(201);
-    res.body["codes"][0].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_duplicate_key_is_refused_on_every_route() {
     let env = TestEnv::new().await;
-    let code = create_code(&env).await;
+    let code = one_code(&env, 10, 5).await;
     let before = env.table_snapshot().await;
     let redeem = format!(r#"{{"code":"{code}","code":"{code}"}}"#);
     let routes: Vec<(&str, String, &str)> = vec![
@@ -283,7 +272,7 @@ async fn idempotency_key_is_printable_ascii_with_spaces() {
             .assert_error(400, "invalid_idempotency_key");
     }
     // The same on the other routes that take a key.
-    let code = create_code(&env).await;
+    let code = one_code(&env, 10, 5).await;
     env.post("/v1/me/redemptions")
         .as_user("alice")
         .header("idempotency-key", "redeem 1")

@@ -4,9 +4,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use spendguard_core::api::{HttpFunction, PageRequest};
+use spendguard_core::api::HttpFunction;
 use spendguard_core::domain::audit::AuditEntry;
-use spendguard_core::store::{AuditFilter, AuditStore};
 use spendguard_core::{Clock, Deps, DynamoStore};
 use spendguard_tests::{sample_event, TestEnv, TestResponse};
 use std::sync::Arc;
@@ -46,19 +45,6 @@ async fn seed_usage(
         .send()
         .await
         .unwrap();
-}
-
-/// Every item of the test's table, to prove a refused request wrote nothing.
-async fn audit(env: &TestEnv, action: &str) -> Vec<AuditEntry> {
-    let filter = AuditFilter {
-        user_id: None,
-        action: Some(action.to_string()),
-    };
-    let page = PageRequest {
-        limit: 100,
-        cursor: None,
-    };
-    env.store.list_audit(&filter, &page).await.unwrap().items
 }
 
 /// One platform of a `UserQuotas` body.
@@ -603,7 +589,8 @@ async fn concurrent_init_and_replace_never_lose_the_admin_value() {
             .await;
         assert_eq!(limits(&res.body, "openai")[0], "5", "{}", res.text);
         // No two inits filled the same limit.
-        let filled: usize = audit(&env, "ADMIN_INIT_USER_QUOTAS")
+        let filled: usize = env
+            .audit_entries(None, Some("ADMIN_INIT_USER_QUOTAS"))
             .await
             .iter()
             .filter(|e| e.target_user.as_ref().map(|u| u.as_str()) == Some(user.as_str()))
@@ -1017,7 +1004,11 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     )
     .await
     .assert_status(200);
-    let e = expect_entry(&audit(&env, "ADMIN_SET_SYSTEM_QUOTA_DEFAULTS").await, None);
+    let e = expect_entry(
+        &env.audit_entries(None, Some("ADMIN_SET_SYSTEM_QUOTA_DEFAULTS"))
+            .await,
+        None,
+    );
     assert_eq!(e.details["before"], Value::Null);
     assert_eq!(e.details["after"]["openai"]["daily_limit_usd"], "2");
 
@@ -1031,7 +1022,9 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     admin("PUT", "/v1/admin/quota-defaults/sources/wechat", json!({}))
         .await
         .assert_status(200);
-    let entries = audit(&env, "ADMIN_SET_SOURCE_QUOTA_DEFAULTS").await;
+    let entries = env
+        .audit_entries(None, Some("ADMIN_SET_SOURCE_QUOTA_DEFAULTS"))
+        .await;
     assert_eq!(entries.len(), 2);
     // Same instant on the manual clock: find the clearing by its content.
     let cleared = entries
@@ -1048,7 +1041,11 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     )
     .await
     .assert_status(200);
-    let e = expect_entry(&audit(&env, "ADMIN_INIT_USER_QUOTAS").await, Some("alice"));
+    let e = expect_entry(
+        &env.audit_entries(None, Some("ADMIN_INIT_USER_QUOTAS"))
+            .await,
+        Some("alice"),
+    );
     assert_eq!(e.details["auth_source"], "wechat");
     assert_eq!(
         e.details["before"]["openai"]["daily_limit_usd"],
@@ -1068,7 +1065,8 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     .await
     .assert_status(200);
     let e = expect_entry(
-        &audit(&env, "ADMIN_REPLACE_USER_QUOTAS").await,
+        &env.audit_entries(None, Some("ADMIN_REPLACE_USER_QUOTAS"))
+            .await,
         Some("alice"),
     );
     assert_eq!(e.details["before"]["openai"]["daily_limit_usd"], "2");
@@ -1091,7 +1089,8 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     .await
     .assert_status(200);
     let e = expect_entry(
-        &audit(&env, "ADMIN_RESET_QUOTA_WINDOW").await,
+        &env.audit_entries(None, Some("ADMIN_RESET_QUOTA_WINDOW"))
+            .await,
         Some("alice"),
     );
     assert_eq!(e.details["platform"], "openai");
@@ -1100,21 +1099,8 @@ async fn every_admin_write_is_audited_with_before_and_after() {
     assert_eq!(e.details["after"]["usage_usd"], "0");
 
     // The per-user index finds the three user writes.
-    let by_user = env
-        .store
-        .list_audit(
-            &AuditFilter {
-                user_id: Some(spendguard_core::domain::UserId::parse("alice").unwrap()),
-                action: None,
-            },
-            &PageRequest {
-                limit: 100,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(by_user.items.len(), 3);
+    let by_user = env.audit_entries(Some("alice"), None).await;
+    assert_eq!(by_user.len(), 3);
 }
 
 // --- sample events ---

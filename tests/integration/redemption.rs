@@ -10,7 +10,7 @@ use spendguard_core::api::PageRequest;
 use spendguard_core::domain::audit::{ADMIN_CREATE_REDEMPTION_CODES, ADMIN_UPDATE_REDEMPTION_CODE};
 use spendguard_core::domain::redemption::CodeKey;
 use spendguard_core::domain::UserId;
-use spendguard_core::store::{AuditFilter, AuditStore, CreditStore, RedeemOutcome, RedeemRequest};
+use spendguard_core::store::{CreditStore, RedeemOutcome, RedeemRequest};
 use spendguard_core::Clock;
 use spendguard_core::Error;
 use spendguard_tests::{sample_event, TestEnv, TestResponse};
@@ -166,21 +166,10 @@ async fn admin_creates_a_batch_and_reads_every_code() {
 
     // The creation is audited (without the secret codes).
     let audit = env
-        .store
-        .list_audit(
-            &AuditFilter {
-                user_id: None,
-                action: Some(ADMIN_CREATE_REDEMPTION_CODES.into()),
-            },
-            &PageRequest {
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(audit.items.len(), 1);
-    let entry = &audit.items[0];
+        .audit_entries(None, Some(ADMIN_CREATE_REDEMPTION_CODES))
+        .await;
+    assert_eq!(audit.len(), 1);
+    let entry = &audit[0];
     assert_eq!(entry.actor, "admin-1");
     assert_eq!(entry.details["batch_id"], batch_id);
     assert_eq!(entry.details["count"], 5);
@@ -338,20 +327,9 @@ async fn a_retried_create_with_the_same_key_finishes_the_same_batch() {
     other.assert_status(201);
     assert_ne!(other.body["batch_id"], batch_id.as_str());
     let audit = env
-        .store
-        .list_audit(
-            &AuditFilter {
-                user_id: None,
-                action: Some(ADMIN_CREATE_REDEMPTION_CODES.into()),
-            },
-            &PageRequest {
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(audit.items.len(), 2, "one audit entry per batch");
+        .audit_entries(None, Some(ADMIN_CREATE_REDEMPTION_CODES))
+        .await;
+    assert_eq!(audit.len(), 2, "one audit entry per batch");
 }
 
 #[tokio::test]
@@ -380,21 +358,9 @@ async fn admin_disables_and_enables_a_code_with_audit() {
     assert_eq!(res.body["status"], "active");
     redeem(&env, "alice", &code).await.assert_status(201);
     let audit = env
-        .store
-        .list_audit(
-            &AuditFilter {
-                user_id: None,
-                action: Some(ADMIN_UPDATE_REDEMPTION_CODE.into()),
-            },
-            &PageRequest {
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
+        .audit_entries(None, Some(ADMIN_UPDATE_REDEMPTION_CODE))
+        .await;
     let flips: Vec<(bool, bool)> = audit
-        .items
         .iter()
         .map(|e| {
             (
@@ -1322,34 +1288,11 @@ async fn redeem_answers_the_timestamps_later_reads_show() {
     );
 }
 
-/// Every page of `path` (`?limit=` appended), asserting the contract's list
-/// shape; the last page is the first with `next_cursor: null`.
+/// Every page of `path` (`?limit=` appended) as `user` (`None`: admin).
 async fn pages(env: &TestEnv, path: &str, user: Option<&str>, limit: usize) -> Vec<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..50 {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let mut url = format!("{path}{sep}limit={limit}");
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let req = env.get(&url);
-        let res = match user {
-            Some(u) => req.as_user(u),
-            None => req.as_admin(),
-        }
-        .send()
-        .await;
-        res.assert_status(200);
-        let page = res.body["items"].as_array().unwrap().clone();
-        out.push(page);
-        match &res.body["next_cursor"] {
-            Value::String(c) => cursor = Some(c.clone()),
-            Value::Null => return out,
-            other => panic!("next_cursor {other}"),
-        }
-    }
-    panic!("{path}: the cursor never ends");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    env.pages_as(&format!("{path}{sep}limit={limit}"), user)
+        .await
 }
 
 #[tokio::test]

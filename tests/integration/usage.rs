@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use spendguard_core::domain::Usd;
 use spendguard_core::store::keys;
 use spendguard_core::Clock;
+use spendguard_tests::scenario::sqs_records;
 use spendguard_tests::{sample_event, TestEnv};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,33 +42,13 @@ pub(crate) fn body(
     .to_string()
 }
 
-/// An SQS event of `(message id, body)` pairs.
-pub(crate) fn sqs(messages: &[(String, String)]) -> SqsEvent {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("rh-{id}"),
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("valid SQS event")
-}
-
 /// Bodies with fresh, unique message ids (as SQS gives every delivery).
 pub(crate) fn deliveries(bodies: &[String]) -> SqsEvent {
     let messages: Vec<(String, String)> = bodies
         .iter()
         .map(|b| (uuid::Uuid::new_v4().to_string(), b.clone()))
         .collect();
-    sqs(&messages)
+    sqs_records(messages)
 }
 
 pub(crate) async fn ingest(env: &TestEnv, event: SqsEvent) -> (Vec<String>, BatchReport) {
@@ -535,7 +516,7 @@ async fn bad_messages_fail_alone_and_good_ones_apply_once() {
     }
     let expected: HashSet<String> = bad.iter().map(|(id, _)| id.to_string()).collect();
     for round in 0..2 {
-        let (failed, report) = ingest(&env, sqs(&messages)).await;
+        let (failed, report) = ingest(&env, sqs_records(messages.clone())).await;
         let got: HashSet<String> = failed.iter().cloned().collect();
         assert_eq!(got, expected, "round {round}");
         assert_eq!(failed.len(), got.len(), "each failed id once: {failed:?}");
@@ -960,7 +941,10 @@ async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies
     .collect();
     let app = &env.gateway.functions().usage_ingest;
     let outcome = app
-        .process_until(sqs(&messages), Some(tokio::time::Instant::now()))
+        .process_until(
+            sqs_records(messages.clone()),
+            Some(tokio::time::Instant::now()),
+        )
         .await;
     let failed: HashSet<&str> = outcome
         .response
@@ -973,7 +957,7 @@ async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies
     assert_eq!(usage(&env, "lou", "openai").await, [Usd::ZERO; 3]);
     assert_eq!(credit_account(&env, "lou").await["available"], 10);
 
-    let (failed, report) = ingest(&env, sqs(&messages)).await;
+    let (failed, report) = ingest(&env, sqs_records(messages)).await;
     assert_eq!(failed, ["m5"]);
     assert_eq!((report.applied, report.duplicates), (4, 0));
     assert_eq!(usage(&env, "lou", "openai").await, [usd("1.75"); 3]);

@@ -8,7 +8,8 @@ use crate::naive;
 use crate::table::{thousands, Row};
 use serde_json::{json, Value};
 use spendguard_tests::costs::{event, now, set_quota, world, PLATFORM};
-use spendguard_tests::{sqs_event, TestEnv};
+use spendguard_tests::scenario::sqs_batch;
+use spendguard_tests::TestEnv;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -126,7 +127,7 @@ async fn handler(events: usize, users: usize, batch: usize) -> Rate {
                 .gateway
                 .functions()
                 .usage_ingest
-                .handle(sqs_event(&b))
+                .handle(sqs_batch(&b))
                 .await;
             assert!(r.batch_item_failures.is_empty(), "events failed");
         },
