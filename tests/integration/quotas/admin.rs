@@ -93,24 +93,21 @@ async fn init_merges_source_over_system_and_fills_only_unset_limits() {
     );
 
     // Bad input.
-    env.post("/v1/admin/users/alice/quotas/init")
-        .as_admin()
-        .json(&json!({"auth_source": "myspace"}))
-        .send()
-        .await
-        .assert_error(400, "unknown_auth_source");
-    env.post("/v1/admin/users/a%20b/quotas/init")
-        .as_admin()
-        .json(&json!({"auth_source": "email"}))
-        .send()
-        .await
-        .assert_error(400, "invalid_id");
-    env.post("/v1/admin/users/alice/quotas/init")
-        .as_admin()
-        .json(&json!({}))
-        .send()
-        .await
-        .assert_error(400, "invalid_request");
+    let init_path = |user: &str| format!("/v1/admin/users/{user}/quotas/init");
+    let cases = [
+        (
+            init_path("alice"),
+            r#"{"auth_source": "myspace"}"#,
+            "unknown_auth_source",
+        ),
+        (
+            init_path("a%20b"),
+            r#"{"auth_source": "email"}"#,
+            "invalid_id",
+        ),
+        (init_path("alice"), "{}", "invalid_request"),
+    ];
+    assert_all_refused(&env, "POST", cases.map(|(p, b, c)| (p, b.to_string(), c))).await;
 }
 
 #[tokio::test]
@@ -267,7 +264,6 @@ async fn bad_replace_is_refused_and_writes_nothing() {
         json!([{"platform": "openai", "daily_limit_usd": "1"}]),
     )
     .await;
-    let before = env.table_snapshot().await;
     #[rustfmt::skip]
     let cases: Vec<(&str, String, &str)> = vec![
         ("alice", r#"{"quotas": [{"platform": "openai"}, {"platform": "openai", "daily_limit_usd": "2"}]}"#.into(), "duplicate_platform"),
@@ -282,26 +278,10 @@ async fn bad_replace_is_refused_and_writes_nothing() {
         ("alice", format!(r#"{{"quotas": [], "pad": "{}"}}"#, "x".repeat(70_000)), "payload_too_large"),
         ("a%23b", r#"{"quotas": []}"#.into(), "invalid_id"),
     ];
-    for (user, body, code) in cases {
-        let res = env
-            .put(&format!("/v1/admin/users/{user}/quotas"))
-            .as_admin()
-            .raw_body(body.clone())
-            .send()
-            .await;
-        assert_eq!(
-            (res.status, res.error_code()),
-            (400, Some(code)),
-            "{}: {}",
-            &body[..body.len().min(80)],
-            res.text
-        );
-    }
-    assert_eq!(
-        env.table_snapshot().await,
-        before,
-        "a refused request wrote something"
-    );
+    let cases = cases
+        .into_iter()
+        .map(|(user, body, code)| (format!("/v1/admin/users/{user}/quotas"), body, code));
+    assert_all_refused(&env, "PUT", cases).await;
 }
 
 #[tokio::test]
@@ -347,36 +327,27 @@ async fn reset_zeroes_exactly_one_window() {
     assert_eq!(openai["weekly"]["usage_usd"], "4");
     assert_eq!(env.check_mine("alice", "openai").await["allowed"], true);
 
-    let before = env.table_snapshot().await;
-    reset(json!("yearly"))
-        .await
-        .assert_error(400, "invalid_window");
-    reset(json!("Daily"))
-        .await
-        .assert_error(400, "invalid_window");
-    env.post("/v1/admin/users/alice/quotas/openai/reset")
-        .as_admin()
-        .json(&json!({}))
-        .send()
-        .await
-        .assert_error(400, "invalid_window");
-    env.post("/v1/admin/users/alice/quotas/mistral/reset")
-        .as_admin()
-        .json(&json!({"window": "daily"}))
-        .send()
-        .await
-        .assert_error(400, "unknown_platform");
-    env.post("/v1/admin/users/alice/quotas/openai/reset")
-        .as_admin()
-        .raw_body("not json")
-        .send()
-        .await
-        .assert_error(400, "invalid_request");
-    assert_eq!(
-        env.table_snapshot().await,
-        before,
-        "a refused reset wrote something"
-    );
+    let reset_path = |platform: &str| format!("/v1/admin/users/alice/quotas/{platform}/reset");
+    let cases = [
+        (
+            reset_path("openai"),
+            r#"{"window": "yearly"}"#,
+            "invalid_window",
+        ),
+        (
+            reset_path("openai"),
+            r#"{"window": "Daily"}"#,
+            "invalid_window",
+        ),
+        (reset_path("openai"), "{}", "invalid_window"),
+        (
+            reset_path("mistral"),
+            r#"{"window": "daily"}"#,
+            "unknown_platform",
+        ),
+        (reset_path("openai"), "not json", "invalid_request"),
+    ];
+    assert_all_refused(&env, "POST", cases.map(|(p, b, c)| (p, b.to_string(), c))).await;
 
     // Resetting a user without a record just records zero usage.
     let res = env

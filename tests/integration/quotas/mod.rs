@@ -108,3 +108,34 @@ const BOUNDARIES: &[(&str, &str, &str, &str, &str)] = &[
     ("America/New_York", "weekly", "2026-11-02T04:59:59Z", "2026-11-02T05:00:00Z", "2026-10-26T04:00:00Z"),
     ("America/New_York", "monthly", "2026-12-01T04:59:59Z", "2026-12-01T05:00:00Z", "2026-11-01T04:00:00Z"),
 ];
+
+/// Sends each `(path, raw body, error code)` as an admin `method`, asserting
+/// a 400 with that code, then that the table is as it was: a refused request
+/// writes nothing.
+async fn assert_all_refused(
+    env: &TestEnv,
+    method: &str,
+    cases: impl IntoIterator<Item = (String, String, &str)>,
+) {
+    let before = env.table_snapshot().await;
+    for (path, body, code) in cases {
+        let res = env
+            .request(method, &path)
+            .as_admin()
+            .raw_body(body.clone())
+            .send()
+            .await;
+        let shown: String = body.chars().take(80).collect();
+        assert_eq!(
+            (res.status, res.error_code()),
+            (400, Some(code)),
+            "{method} {path} {shown}: {}",
+            res.text
+        );
+    }
+    assert_eq!(
+        env.table_snapshot().await,
+        before,
+        "a refused request wrote something"
+    );
+}
