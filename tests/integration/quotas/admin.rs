@@ -94,17 +94,10 @@ async fn init_merges_source_over_system_and_fills_only_unset_limits() {
 
     // Bad input.
     let init_path = |user: &str| format!("/v1/admin/users/{user}/quotas/init");
+    #[rustfmt::skip]
     let cases = [
-        (
-            init_path("alice"),
-            r#"{"auth_source": "myspace"}"#,
-            "unknown_auth_source",
-        ),
-        (
-            init_path("a%20b"),
-            r#"{"auth_source": "email"}"#,
-            "invalid_id",
-        ),
+        (init_path("alice"), r#"{"auth_source": "myspace"}"#, "unknown_auth_source"),
+        (init_path("a%20b"), r#"{"auth_source": "email"}"#, "invalid_id"),
         (init_path("alice"), "{}", "invalid_request"),
     ];
     assert_all_refused(&env, "POST", cases.map(|(p, b, c)| (p, b.to_string(), c))).await;
@@ -328,23 +321,12 @@ async fn reset_zeroes_exactly_one_window() {
     assert_eq!(env.check_mine("alice", "openai").await["allowed"], true);
 
     let reset_path = |platform: &str| format!("/v1/admin/users/alice/quotas/{platform}/reset");
+    #[rustfmt::skip]
     let cases = [
-        (
-            reset_path("openai"),
-            r#"{"window": "yearly"}"#,
-            "invalid_window",
-        ),
-        (
-            reset_path("openai"),
-            r#"{"window": "Daily"}"#,
-            "invalid_window",
-        ),
+        (reset_path("openai"), r#"{"window": "yearly"}"#, "invalid_window"),
+        (reset_path("openai"), r#"{"window": "Daily"}"#, "invalid_window"),
         (reset_path("openai"), "{}", "invalid_window"),
-        (
-            reset_path("mistral"),
-            r#"{"window": "daily"}"#,
-            "unknown_platform",
-        ),
+        (reset_path("mistral"), r#"{"window": "daily"}"#, "unknown_platform"),
         (reset_path("openai"), "not json", "invalid_request"),
     ];
     assert_all_refused(&env, "POST", cases.map(|(p, b, c)| (p, b.to_string(), c))).await;
