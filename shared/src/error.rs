@@ -178,22 +178,4 @@ impl Error {
             _ => None,
         }
     }
-
-    /// Maps a JSON body error. Newtypes that fail inside a body prefix their message
-    /// with their error code (`"invalid_amount: ..."`), so the code survives serde.
-    pub fn from_json(err: serde_json::Error) -> Self {
-        let text = err.to_string();
-        for (prefix, make) in [
-            (
-                "invalid_amount: ",
-                Error::InvalidAmount as fn(String) -> Error,
-            ),
-            ("invalid_id: ", Error::InvalidId),
-        ] {
-            if let Some(pos) = text.find(prefix) {
-                return make(text[pos + prefix.len()..].to_string());
-            }
-        }
-        Error::InvalidRequest(format!("malformed JSON body: {text}"))
-    }
 }

@@ -20,15 +20,22 @@ use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::fmt;
 
-/// Parses a JSON body into `T`: a duplicate key anywhere → 400
-/// `invalid_request`; any other error as [`Error::from_json`] maps it.
+/// Parses a JSON body into `T`, a wire struct: a duplicate key anywhere, or
+/// anything else serde refuses (syntax, a missing field, a wrong type) → 400
+/// `invalid_request`. Values with codes of their own (amounts, ids) stay raw
+/// in `T` and are read by the domain type's `TryFrom` or parser, which
+/// returns its own error.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let raw: &RawValue = serde_json::from_slice(bytes).map_err(Error::from_json)?;
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(malformed)?;
     check_unique_keys(raw, &mut Vec::new())?;
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let value = T::deserialize(ObjectsOnly(&mut de)).map_err(Error::from_json)?;
-    de.end().map_err(Error::from_json)?;
+    let value = T::deserialize(ObjectsOnly(&mut de)).map_err(malformed)?;
+    de.end().map_err(malformed)?;
     Ok(value)
+}
+
+fn malformed(err: serde_json::Error) -> Error {
+    Error::InvalidRequest(format!("malformed JSON body: {err}"))
 }
 
 /// [`from_slice`] of a text body.
@@ -62,7 +69,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
 
 fn check_unique_keys(raw: &RawValue, path: &mut Vec<String>) -> Result<(), Error> {
     let text = raw.get();
-    let malformed = |e: serde_json::Error| Error::from_json(e);
     match text.as_bytes().first() {
         Some(b'{') => {
             let Entries(entries) = serde_json::from_str(text).map_err(malformed)?;

@@ -186,7 +186,7 @@ pub async fn check_mine(deps: &Deps, caller: &Caller, req: &Request) -> HttpResu
 /// Extra fields are ignored: a gateway may send context along; a read is harmless.
 #[derive(Deserialize)]
 struct CheckBody {
-    user_id: UserId,
+    user_id: String,
     platform: String,
 }
 
@@ -194,6 +194,7 @@ struct CheckBody {
 pub async fn check_any(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_service_or_admin()?;
     let body = json_body::<CheckBody>(req)?;
+    let user = UserId::parse(&body.user_id)?;
     let platform = deps.config.platforms.parse(&body.platform)?;
-    check(deps, &body.user_id, &platform).await
+    check(deps, &user, &platform).await
 }

@@ -21,7 +21,8 @@ pub fn validate_id(what: &str, text: &str) -> Result<(), Error> {
 }
 
 /// Declares a validated string id newtype (the contract's id alphabet), parsed
-/// at the edge; a bad value inside a JSON body keeps the `invalid_id` code.
+/// at the edge with `parse` (400 `invalid_id`). Request bodies carry ids as
+/// strings and parse them; `Deserialize` serves other readers (tools, tests).
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -50,7 +51,7 @@ macro_rules! id_newtype {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <String as serde::Deserialize>::deserialize(d)?;
                 Self::parse(&s)
-                    .map_err(|e| serde::de::Error::custom(format!("invalid_id: {e}")))
+                    .map_err(|e| serde::de::Error::custom(format!("{}: {e}", e.code())))
             }
         }
     };

@@ -3,7 +3,9 @@
 //! No `f64` anywhere: JSON numbers are read from their source text, DynamoDB `N`
 //! values are written and read as decimal text.
 
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::fmt;
 use std::str::FromStr;
 
@@ -261,22 +263,34 @@ impl Serialize for Usd {
     }
 }
 
-/// Accepts a JSON string ([`Usd::parse_text`]) or a JSON number, reading the
-/// number from its exact source text (never through `f64`). Negative amounts
-/// are refused: every input amount is ≥ 0.
-impl<'de> Deserialize<'de> for Usd {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+impl Usd {
+    /// Reads an amount from a request field's JSON value as sent: a JSON
+    /// string ([`Usd::parse_text`]) or a JSON number, read from its exact
+    /// source text (never through `f64`). Negative amounts are refused: every
+    /// input amount is ≥ 0. A refusal is 400 `invalid_amount`.
+    pub fn from_json(raw: &RawValue) -> Result<Self, Error> {
         let text = raw.get();
         let parsed = if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            Usd::parse_text(&s)
+            match serde_json::from_str::<String>(text) {
+                Ok(s) => Usd::parse_text(&s),
+                Err(e) => Err(AmountError(format!("{text} is not a JSON string: {e}"))),
+            }
         } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             Usd::parse_non_negative(text)
         } else {
             Err(AmountError(format!("{text} is not a USD amount")))
         };
-        parsed.map_err(|e| serde::de::Error::custom(format!("invalid_amount: {e}")))
+        parsed.map_err(|e| Error::InvalidAmount(e.0))
+    }
+}
+
+/// [`Usd::from_json`] for readers outside request bodies (tools, tests); its
+/// message names the error code. Request bodies keep the value raw in their
+/// wire struct and call [`Usd::from_json`], which returns the code itself.
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Box<RawValue> = Deserialize::deserialize(d)?;
+        Usd::from_json(&raw).map_err(|e| serde::de::Error::custom(format!("{}: {e}", e.code())))
     }
 }
 

@@ -210,8 +210,7 @@ impl ReserveRequest {
     pub fn from_wire(wire: ReserveWire, platforms: &Platforms) -> Result<Self, Error> {
         let user_id = UserId::parse(&wire.user_id)?;
         let platform = platforms.parse(&wire.platform)?;
-        let estimate: Usd =
-            serde_json::from_str(wire.estimate_usd.get()).map_err(Error::from_json)?;
+        let estimate = Usd::from_json(&wire.estimate_usd)?;
         let credits = match wire.credits {
             None | Some(Value::Null) => 0,
             // Any spelling of a whole number, as JSON Schema's `integer` says.
@@ -769,8 +768,7 @@ mod tests {
     fn parses_requests() {
         let platforms = Platforms::defaults();
         let parse = |body: &str| {
-            serde_json::from_str::<ReserveWire>(body)
-                .map_err(Error::from_json)
+            crate::json::from_str::<ReserveWire>(body)
                 .and_then(|w| ReserveRequest::from_wire(w, &platforms))
         };
         let ok = parse(

@@ -71,7 +71,7 @@ impl UsageEvent {
         let event_id = EventId::parse(&wire.event_id)?;
         let user_id = UserId::parse(&wire.user_id)?;
         let platform = platforms.parse(&wire.platform)?;
-        let cost: Usd = serde_json::from_str(wire.cost_usd.get()).map_err(Error::from_json)?;
+        let cost = Usd::from_json(&wire.cost_usd)?;
         let occurred_at = DateTime::parse_from_rfc3339(wire.occurred_at.trim())
             .map_err(|e| {
                 Error::InvalidTimestamp(format!(

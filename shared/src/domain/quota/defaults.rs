@@ -7,16 +7,13 @@ use super::*;
 pub struct QuotaDefaults(BTreeMap<Platform, Limits>);
 
 impl QuotaDefaults {
-    /// Validates a request body: every platform configured, none twice.
+    /// Validates a request body ([`by_platform`]).
     pub fn from_body(body: DefaultsBody, platforms: &Platforms) -> Result<Self, Error> {
-        let mut map = BTreeMap::new();
-        for (name, limits) in body.0 {
-            let platform = platforms.parse(&name)?;
-            if map.insert(platform, limits).is_some() {
-                return Err(Error::DuplicatePlatform(name));
-            }
-        }
-        Ok(Self(map))
+        let entries = body
+            .0
+            .into_iter()
+            .map(|(name, wire)| Ok((name, Limits::try_from(wire)?)));
+        by_platform(entries, platforms).map(Self)
     }
 
     /// The limits configured for `platform` (all unlimited if none).
@@ -49,8 +46,8 @@ impl Serialize for QuotaDefaults {
 
 /// A `Defaults` request body before validation: entries in body order, duplicate
 /// keys kept (a JSON object parsed into a map would silently keep the last one).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DefaultsBody(pub Vec<(String, Limits)>);
+#[derive(Debug, Default)]
+pub struct DefaultsBody(pub Vec<(String, LimitsWire)>);
 
 impl<'de> Deserialize<'de> for DefaultsBody {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -63,7 +60,7 @@ impl<'de> Deserialize<'de> for DefaultsBody {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DefaultsBody, A::Error> {
                 let mut entries = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    entries.push((key, map.next_value::<Limits>()?));
+                    entries.push((key, map.next_value::<LimitsWire>()?));
                 }
                 Ok(DefaultsBody(entries))
             }
@@ -139,34 +136,75 @@ impl DefaultsSet {
     }
 }
 
-/// One entry of a user replace body.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// The three limits of one platform as sent, amounts unparsed (`TryFrom`
+/// reads them, so a bad one is 400 `invalid_amount`). An omitted field or
+/// `null` is unlimited. Unknown fields are refused: a misspelt limit must not
+/// silently mean "unlimited".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsWire {
+    #[serde(default)]
+    pub daily_limit_usd: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub weekly_limit_usd: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub monthly_limit_usd: Option<Box<RawValue>>,
+}
+
+impl TryFrom<LimitsWire> for Limits {
+    type Error = Error;
+    fn try_from(wire: LimitsWire) -> Result<Self, Error> {
+        let limit = |raw: Option<Box<RawValue>>| raw.map(|r| Usd::from_json(&r)).transpose();
+        Ok(Limits {
+            daily: limit(wire.daily_limit_usd)?,
+            weekly: limit(wire.weekly_limit_usd)?,
+            monthly: limit(wire.monthly_limit_usd)?,
+        })
+    }
+}
+
+/// One entry of a user replace body, as sent.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsEntry {
     pub platform: String,
     #[serde(default)]
-    pub daily_limit_usd: Option<Usd>,
+    pub daily_limit_usd: Option<Box<RawValue>>,
     #[serde(default)]
-    pub weekly_limit_usd: Option<Usd>,
+    pub weekly_limit_usd: Option<Box<RawValue>>,
     #[serde(default)]
-    pub monthly_limit_usd: Option<Usd>,
+    pub monthly_limit_usd: Option<Box<RawValue>>,
 }
 
-/// Validates a replace body: every platform configured, none twice.
+/// Validates a replace body ([`by_platform`]).
 pub fn replacement_limits(
     entries: Vec<LimitsEntry>,
     platforms: &Platforms,
 ) -> Result<BTreeMap<Platform, Limits>, Error> {
+    let entries = entries.into_iter().map(|e| {
+        let limits = Limits::try_from(LimitsWire {
+            daily_limit_usd: e.daily_limit_usd,
+            weekly_limit_usd: e.weekly_limit_usd,
+            monthly_limit_usd: e.monthly_limit_usd,
+        })?;
+        Ok((e.platform, limits))
+    });
+    by_platform(entries, platforms)
+}
+
+/// Limits by platform from `(name, limits)` entries in body order: every
+/// amount is read before any platform (so a bad amount is refused as one
+/// wherever it stands), then every platform must be configured, none twice.
+fn by_platform(
+    entries: impl Iterator<Item = Result<(String, Limits), Error>>,
+    platforms: &Platforms,
+) -> Result<BTreeMap<Platform, Limits>, Error> {
+    let entries = entries.collect::<Result<Vec<_>, Error>>()?;
     let mut map = BTreeMap::new();
-    for e in entries {
-        let platform = platforms.parse(&e.platform)?;
-        let limits = Limits {
-            daily: e.daily_limit_usd,
-            weekly: e.weekly_limit_usd,
-            monthly: e.monthly_limit_usd,
-        };
+    for (name, limits) in entries {
+        let platform = platforms.parse(&name)?;
         if map.insert(platform, limits).is_some() {
-            return Err(Error::DuplicatePlatform(e.platform));
+            return Err(Error::DuplicatePlatform(name));
         }
     }
     Ok(map)

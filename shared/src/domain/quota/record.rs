@@ -82,11 +82,9 @@ impl QuotaRecord {
 }
 
 /// The three limits of one platform: `None` = unlimited, `0` = disabled, `> 0` = cap.
-/// As JSON: `{"daily_limit_usd", "weekly_limit_usd", "monthly_limit_usd"}`, an
-/// omitted field meaning `null`. Unknown fields are refused: a misspelt limit
-/// must not silently mean "unlimited".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// As JSON: `{"daily_limit_usd", "weekly_limit_usd", "monthly_limit_usd"}`
+/// (read from a request through [`LimitsWire`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Limits {
     #[serde(default, rename = "daily_limit_usd")]
     pub daily: Option<Usd>,

@@ -276,8 +276,10 @@ fn defaults_body_validation() {
         json!({"openai": {"daily_limit_usd": "1.5", "weekly_limit_usd": null, "monthly_limit_usd": "20"}})
     );
     let parse = |text: &str| {
+        // serde_json directly: the one reader would refuse the duplicate key
+        // before the body's own check sees it.
         serde_json::from_str::<DefaultsBody>(text)
-            .map_err(Error::from_json)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))
             .and_then(|b| QuotaDefaults::from_body(b, &platforms()))
             .map_err(|e| e.code())
     };

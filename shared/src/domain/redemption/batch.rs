@@ -11,10 +11,12 @@ pub struct CreateCodesBody {
     pub count: i64,
     #[serde(default, deserialize_with = "crate::json::non_null")]
     pub prefix: Option<String>,
-    #[serde(default, deserialize_with = "credits_field")]
-    pub credits: Option<i64>,
+    /// Unparsed: [`json_credits`](crate::domain::credits::json_credits)
+    /// reads it, so `null`, `1.5`, `1e400` or a string is 400 `invalid_amount`.
     #[serde(default, deserialize_with = "crate::json::non_null")]
-    pub subscription: Option<SubscriptionGrant>,
+    pub credits: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "crate::json::non_null")]
+    pub subscription: Option<SubscriptionWire>,
     #[serde(deserialize_with = "crate::json::whole")]
     pub max_uses: i64,
     /// Not nullable: a code without expiry omits the field (`null` must not
@@ -23,15 +25,6 @@ pub struct CreateCodesBody {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "crate::json::non_null")]
     pub batch_name: Option<String>,
-}
-
-/// Credits are an integer, read from the number's text like adjust's; anything
-/// else (`null`, `1.5`, `1e400`, a string) is 400 `invalid_amount`.
-fn credits_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
-    crate::domain::credits::json_credits("credits", &raw)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("invalid_amount: {e}")))
 }
 
 /// A validated batch request.
@@ -47,6 +40,16 @@ pub struct BatchSpec {
 
 impl CreateCodesBody {
     pub fn validate(self, now: DateTime<Utc>) -> Result<BatchSpec, Error> {
+        // The typed fields first, in body order, as a reader of the types would.
+        let credits = self
+            .credits
+            .map(|raw| crate::domain::credits::json_credits("credits", &raw))
+            .transpose()?
+            .unwrap_or(0);
+        let subscription = self
+            .subscription
+            .map(SubscriptionGrant::try_from)
+            .transpose()?;
         if !(1..=MAX_BATCH_SIZE).contains(&self.count) {
             return Err(Error::InvalidRequest(format!(
                 "count must be 1-{MAX_BATCH_SIZE}, got {}",
@@ -59,13 +62,12 @@ impl CreateCodesBody {
                 self.max_uses
             )));
         }
-        let credits = self.credits.unwrap_or(0);
         if !(0..=MAX_CREDITS).contains(&credits) {
             return Err(Error::InvalidAmount(format!(
                 "credits must be an integer 0-{MAX_CREDITS}, got {credits}"
             )));
         }
-        if let Some(sub) = &self.subscription {
+        if let Some(sub) = &subscription {
             if !(1..=MAX_QUANTITY).contains(&sub.quantity) {
                 return Err(Error::InvalidRequest(format!(
                     "subscription.quantity must be 1-{MAX_QUANTITY}, got {}",
@@ -73,7 +75,7 @@ impl CreateCodesBody {
                 )));
             }
         }
-        if credits == 0 && self.subscription.is_none() {
+        if credits == 0 && subscription.is_none() {
             return Err(Error::InvalidRequest(
                 "a code must grant credits (> 0), a subscription, or both".into(),
             ));
@@ -102,7 +104,7 @@ impl CreateCodesBody {
             prefix: self.prefix.as_deref().map(Prefix::parse).transpose()?,
             grant: Grant {
                 credits,
-                subscription: self.subscription,
+                subscription,
             },
             max_uses: self.max_uses,
             expires_at: self.expires_at,

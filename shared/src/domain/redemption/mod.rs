@@ -16,7 +16,8 @@ use super::{validate_id, UserId};
 use crate::error::Error;
 use chrono::{DateTime, Months, SecondsFormat, TimeDelta, Utc};
 use rand::RngCore;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
 

@@ -78,13 +78,33 @@ pub fn extend_subscription(
 }
 
 /// What a code grants as subscription time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SubscriptionGrant {
     pub plan_id: PlanId,
     pub unit: Unit,
+    pub quantity: u32,
+}
+
+/// A grant as a request sends it, the plan id unparsed (`TryFrom` reads it:
+/// 400 `invalid_id`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionWire {
+    pub plan_id: String,
+    pub unit: Unit,
     #[serde(deserialize_with = "crate::json::whole")]
     pub quantity: u32,
+}
+
+impl TryFrom<SubscriptionWire> for SubscriptionGrant {
+    type Error = Error;
+    fn try_from(wire: SubscriptionWire) -> Result<Self, Error> {
+        Ok(Self {
+            plan_id: PlanId::parse(&wire.plan_id)?,
+            unit: wire.unit,
+            quantity: wire.quantity,
+        })
+    }
 }
 
 /// Everything a code grants. At least one of credits and subscription.
