@@ -476,3 +476,117 @@ async fn a_stalled_adjust_blocks_nothing_and_applies_once() {
     assert_eq!(env.available("alice").await, 12);
     assert_eq!(env.full_ledger("alice").await.len(), 2);
 }
+
+/// A daily limit of 10 on openai for `user`.
+async fn limit_daily(env: &TestEnv, user: &str) {
+    env.put(&format!("/v1/admin/users/{user}/quotas"))
+        .as_admin()
+        .json(&json!({"quotas": [{"platform": "openai", "daily_limit_usd": "10"}]}))
+        .send()
+        .await
+        .assert_status(200);
+}
+
+async fn reserve(env: &TestEnv, user: &str, estimate: &str) -> TestResponse {
+    env.post("/v1/quota/reservations")
+        .as_service()
+        .json(&json!({"user_id": user, "platform": "openai", "estimate_usd": estimate}))
+        .send()
+        .await
+}
+
+async fn reserved_today(env: &TestEnv, user: &str) -> Value {
+    let check = env
+        .post("/v1/quota/check")
+        .as_service()
+        .json(&json!({"user_id": user, "platform": "openai"}))
+        .send()
+        .await;
+    check.assert_status(200);
+    check.body["windows"]["daily"]["reserved_usd"].clone()
+}
+
+fn reservation_records(snapshot: &std::collections::BTreeMap<(String, String), String>) -> usize {
+    snapshot
+        .keys()
+        .filter(|(pk, _)| pk.starts_with("RESERVATION#"))
+        .count()
+}
+
+/// (f) Reservations go through the same path: a reserve whose answer is lost
+/// is resent identically and holds once.
+#[tokio::test]
+async fn a_reservation_whose_answer_is_lost_holds_once() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    limit_daily(&env, "alice").await;
+    // A first reservation starts the windows, so the next one's first plan
+    // (blind: no read) commits.
+    reserve(&env, "alice", "1").await.assert_status(201);
+    let from = proxy.seen(TWI).len();
+    proxy.inject(TWI, &LOST_THEN_THROTTLED);
+    let res = reserve(&env, "alice", "4").await;
+    res.assert_status(201);
+    assert_resent_identically(&proxy, from);
+    proxy.heal();
+    assert_eq!(reserved_today(&env, "alice").await, "5");
+    assert_eq!(reservation_records(&env.table_snapshot().await), 2);
+    env.assert_invariants().await;
+}
+
+/// (f') Cancelled after its lost commit: the next attempt meets its own
+/// record (written once, under a fresh random id), so it answers 201 and
+/// holds nothing twice.
+#[tokio::test]
+async fn a_reservation_cancelled_after_its_lost_commit_is_resolved_by_its_record() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    limit_daily(&env, "alice").await;
+    reserve(&env, "alice", "1").await.assert_status(201);
+    proxy.inject(TWI, &LOST_THEN_CANCELLED);
+    let res = reserve(&env, "alice", "4").await;
+    res.assert_status(201);
+    proxy.heal();
+    let id = res.body["reservation_id"].as_str().unwrap();
+    let stored = env
+        .get(&format!("/v1/quota/reservations/{id}"))
+        .as_service()
+        .send()
+        .await;
+    assert_eq!(stored.body["status"], "pending", "{}", stored.text);
+    assert_eq!(reserved_today(&env, "alice").await, "5");
+    assert_eq!(reservation_records(&env.table_snapshot().await), 2);
+    env.assert_invariants().await;
+}
+
+/// (f'') A void cancelled after its lost commit: the record says it was this
+/// very release (its status and time), so the void answers 200, not 409
+/// `reservation_not_pending`, and the hold is released once.
+#[tokio::test]
+async fn a_void_cancelled_after_its_lost_commit_answers_voided() {
+    let Some((env, proxy)) = TestEnv::with_faults(Clock::system()).await else {
+        return;
+    };
+    limit_daily(&env, "alice").await;
+    let res = reserve(&env, "alice", "4").await;
+    res.assert_status(201);
+    let id = res.body["reservation_id"].as_str().unwrap().to_string();
+    proxy.inject(TWI, &LOST_THEN_CANCELLED);
+    let void = env
+        .request("DELETE", &format!("/v1/quota/reservations/{id}"))
+        .as_service()
+        .send()
+        .await;
+    void.assert_status(200);
+    assert_eq!(void.body["status"], "voided");
+    proxy.heal();
+    assert_eq!(reserved_today(&env, "alice").await, "0");
+    env.request("DELETE", &format!("/v1/quota/reservations/{id}"))
+        .as_service()
+        .send()
+        .await
+        .assert_error(409, "reservation_not_pending");
+    env.assert_invariants().await;
+}

@@ -16,17 +16,14 @@
 
 use super::attr::{self, Item};
 use super::list::{Filter, ListQuery};
+use super::txn::{CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore};
 use crate::api::{Page, PageRequest};
 use crate::domain::alert::{timestamp, Alert, AlertType, BalanceImage};
 use crate::domain::quota::QuotaRecord;
 use crate::domain::{UserId, WindowKind};
 use crate::error::Error;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::future::Future;
@@ -218,7 +215,6 @@ fn alert_from_item(item: &Item) -> Result<Alert, Error> {
 
 impl DynamoStore {
     fn alert_puts(&self, alert: &Alert, order: &str) -> Result<Vec<TransactWriteItem>, Error> {
-        let build = attr::build_err;
         let sk = sort_key(alert, order);
         let mut record = alert_attributes(alert);
         record.insert(keys::PK.into(), attr::s(alert_pk(&alert.alert_id)));
@@ -231,21 +227,13 @@ impl DynamoStore {
             keys::SK.into(),
             attr::s(format!("{USER_ALERT_SK_PREFIX}{sk}")),
         );
-        let record = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(record))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build)?;
         let copy = Put::builder()
             .table_name(self.table())
             .set_item(Some(copy))
             .build()
-            .map_err(build)?;
+            .map_err(attr::build_err)?;
         Ok(vec![
-            TransactWriteItem::builder().put(record).build(),
+            self.put_once_action(record)?,
             TransactWriteItem::builder().put(copy).build(),
         ])
     }
@@ -253,18 +241,9 @@ impl DynamoStore {
 
 /// The existing record returned by a failed `attribute_not_exists`, if that is
 /// why the transaction was cancelled.
-fn existing_record(err: &SdkError<TransactWriteItemsError>) -> Option<Recorded> {
-    let SdkError::ServiceError(service) = err else {
-        return None;
-    };
-    let TransactWriteItemsError::TransactionCanceledException(e) = service.err() else {
-        return None;
-    };
-    let first = e.cancellation_reasons().first()?;
-    if first.code() != Some("ConditionalCheckFailed") {
-        return None;
-    }
-    let item = first.item().cloned().unwrap_or_default();
+fn existing_record(reasons: &[CancelReason]) -> Option<Recorded> {
+    let first = reasons.first().filter(|r| r.is_condition_failed())?;
+    let item = first.item.clone().unwrap_or_default();
     Some(Recorded::Existing {
         eventbridge: attr::get_bool(&item, DELIVERED_EVENTBRIDGE).unwrap_or(false),
         webhook: attr::get_bool(&item, DELIVERED_WEBHOOK).unwrap_or(false),
@@ -273,19 +252,26 @@ fn existing_record(err: &SdkError<TransactWriteItemsError>) -> Option<Recorded> 
 
 impl AlertStore for DynamoStore {
     async fn record_alert(&self, alert: &Alert, order: &str) -> Result<Recorded, Error> {
-        // No ClientRequestToken of our own: a token derived from the alert
-        // would make a later evaluation of the same crossing "succeed" as an
-        // idempotent replay instead of failing the condition. The SDK's own
-        // token covers its retries; the condition covers everything else.
+        // A fresh token per evaluation: a resend of this write (its answer
+        // lost) is answered with its own success, while a later evaluation of
+        // the same crossing fails the record's condition (a token derived
+        // from the alert would "succeed" as a replay instead). Where an
+        // engine ignores tokens, our own lost commit reads as `Existing`
+        // with nothing delivered: the deliveries still happen.
+        let token = uuid::Uuid::new_v4().to_string();
         match self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(self.alert_puts(alert, order)?))
-            .send()
-            .await
+            .transact_settled(
+                self.alert_puts(alert, order)?,
+                &token,
+                false,
+                &SETTLE_BACKOFF,
+            )
+            .await?
         {
-            Ok(_) => Ok(Recorded::New),
-            Err(err) => existing_record(&err).ok_or_else(|| unavailable(err)),
+            Settled::Committed(_) => Ok(Recorded::New),
+            Settled::Cancelled { reasons, .. } => existing_record(&reasons).ok_or_else(|| {
+                Error::StoreUnavailable(format!("the alert write was cancelled: {reasons:?}"))
+            }),
         }
     }
 

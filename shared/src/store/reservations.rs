@@ -22,13 +22,13 @@
 
 use super::attr::{self, Item};
 use super::quota::{quota_from_item, window_attr};
-use super::txn::{Backoff, CancelReason, TxnFailure};
+use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, DynamoStore, StoredResponse};
 use crate::domain::quota::{QuotaCheck, QuotaRecord};
 use crate::domain::reservation::overage;
 use crate::domain::reservation::{
     plan_admission, plan_credit_hold, plan_release, refusal_check, CreditHold, Hold, HoldWrite,
-    Reservation, ReservationId, ReserveRequest, Status, StoredAccount, StoredWindow,
+    Refusal, Reservation, ReservationId, ReserveRequest, Status, StoredAccount, StoredWindow,
     PENDING_SHARDS, RECORD_RETENTION,
 };
 use crate::domain::usage::{StoredStarts, UsageEvent};
@@ -95,9 +95,90 @@ struct Learned {
     account: Option<Option<Item>>,
 }
 
+/// One reserve in progress: the request, the record it writes and what its
+/// cancelled attempts learned.
+struct ReserveAttempt<'a> {
+    req: &'a ReserveRequest,
+    now: DateTime<Utc>,
+    tz: Tz,
+    idem: Option<&'a ReserveKey>,
+    reservation: Reservation,
+    learned: Learned,
+}
+
+/// Where the optional actions of a reserve's write stand (the record is
+/// first, the quota item second).
+#[derive(Default)]
+struct ReserveSlots {
+    account: Option<usize>,
+    key: Option<usize>,
+}
+
+enum ReservePlan {
+    Write(Vec<TransactWriteItem>, ReserveSlots),
+    Refused(Box<QuotaCheck>),
+}
+
+/// What a cancelled reserve attempt taught.
+enum Learnt {
+    /// The answer is known (our own record, or the key's replay or refusal).
+    Decided(Box<ReserveOutcome>),
+    /// A failed condition returned the item as it is: plan again from it.
+    Progressed,
+    /// Only other transactions were in the way: pause, then plan again.
+    Blocked,
+}
+
+impl ReserveAttempt<'_> {
+    fn refusal(&self, record: &QuotaRecord, refusal: Refusal) -> QuotaCheck {
+        refusal_check(record, refusal, self.req.estimate, self.now, self.tz)
+    }
+
+    /// Reads a cancelled attempt's reasons, in the order of its actions.
+    fn learn(&mut self, reasons: &[CancelReason], slots: &ReserveSlots) -> Result<Learnt, Error> {
+        let failed = |k: usize| {
+            reasons
+                .get(k)
+                .is_some_and(CancelReason::is_condition_failed)
+        };
+        if failed(0) {
+            // The id is fresh and random: only our own earlier send (whose
+            // answer was lost) can hold it; resends under one token are
+            // safe because the record is written once.
+            let mine = reasons[0].item.as_ref().is_some_and(|item| {
+                attr::opt_s(item, "user_id") == Some(self.req.user_id.as_str())
+            });
+            if mine {
+                let created = ReserveOutcome::Created(self.reservation.clone());
+                return Ok(Learnt::Decided(Box::new(created)));
+            }
+            return Err(Error::Internal("reservation id collision".into()));
+        }
+        let mut progressed = false;
+        if failed(1) {
+            self.learned.quota = Some(reasons[1].item.clone());
+            progressed = true;
+        }
+        if let Some(k) = slots.account.filter(|&k| failed(k)) {
+            self.learned.account = Some(reasons[k].item.clone());
+            progressed = true;
+        }
+        if let Some(k) = slots.key.filter(|&k| failed(k)) {
+            return replay_or_refuse(reasons[k].item.as_ref(), self.idem, self.now)
+                .map(|outcome| Learnt::Decided(Box::new(outcome)));
+        }
+        Ok(if progressed {
+            Learnt::Progressed
+        } else {
+            Learnt::Blocked
+        })
+    }
+}
+
 impl DynamoStore {
     /// Holds `req` against every window of the platform and the credits, in one
-    /// atomic write, or refuses and holds nothing.
+    /// atomic write, or refuses and holds nothing. Each cancelled attempt
+    /// learns the stored state from its failed conditions and plans again.
     pub async fn reserve(
         &self,
         req: &ReserveRequest,
@@ -106,135 +187,123 @@ impl DynamoStore {
         idem: Option<&ReserveKey>,
     ) -> Result<ReserveOutcome, Error> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let mut reservation = Reservation::new(req, now, tz, &nonce);
-        let current = reservation.hold.starts;
-        let mut learned = Learned::default();
+        let mut attempt = ReserveAttempt {
+            req,
+            now,
+            tz,
+            idem,
+            reservation: Reservation::new(req, now, tz, &nonce),
+            learned: Learned::default(),
+        };
+        let current = attempt.reservation.hold.starts;
         let backoff = Backoff::default();
         let mut conflicts = 0u32;
-        for attempt in 0..MAX_ATTEMPTS {
-            let stored_quota = match &learned.quota {
-                None => None,
-                Some(None) => Some(None),
-                Some(Some(item)) => Some(Some(stored_windows(item)?)),
+        for n in 0..MAX_ATTEMPTS {
+            let (actions, slots) = match self.plan_reserve(&mut attempt, current).await? {
+                ReservePlan::Write(actions, slots) => (actions, slots),
+                ReservePlan::Refused(check) => return Ok(ReserveOutcome::Refused(*check)),
             };
-            let plan = match plan_admission(
-                stored_quota.as_ref().map(Option::as_ref),
-                current,
-                req.estimate,
-            ) {
-                Ok(plan) => plan,
-                Err(refusal) => {
-                    let record = learned_record(&learned, &req.platform)?;
-                    return Ok(ReserveOutcome::Refused(refusal_check(
-                        &record,
-                        refusal,
-                        req.estimate,
-                        now,
-                        tz,
-                    )));
+            let token = self.write_token(&format!("reserve\n{}\n{n}", attempt.reservation.id));
+            let reasons = match self
+                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                .await?
+            {
+                Settled::Committed(_) => return Ok(ReserveOutcome::Created(attempt.reservation)),
+                Settled::Cancelled { reasons, .. } => reasons,
+            };
+            self.retry_stats().replanned();
+            match attempt.learn(&reasons, &slots)? {
+                Learnt::Decided(outcome) => return Ok(*outcome),
+                Learnt::Progressed => {}
+                Learnt::Blocked => {
+                    conflicts += 1;
+                    tokio::time::sleep(backoff.delay(conflicts)).await;
                 }
-            };
-            reservation.hold.starts = plan.map(|w| w.start());
-            let credit_plan = if req.credits > 0 {
-                let stored = match &learned.account {
-                    None => None,
-                    Some(None) => Some(None),
-                    Some(Some(item)) => Some(Some(stored_account(item)?)),
-                };
-                match plan_credit_hold(stored.as_ref().map(Option::as_ref), req.credits) {
-                    Ok(p) => Some(p),
-                    Err(refusal) => {
-                        let record = match &learned.quota {
-                            Some(_) => learned_record(&learned, &req.platform)?,
-                            None => self.quota_record_of(&req.user_id, &req.platform).await?,
-                        };
-                        return Ok(ReserveOutcome::Refused(refusal_check(
-                            &record,
-                            refusal,
-                            req.estimate,
-                            now,
-                            tz,
-                        )));
-                    }
-                }
-            } else {
-                None
-            };
-            let mut actions = vec![
-                self.reservation_put(&reservation)?,
-                self.hold_update(&req.user_id, &req.platform, &plan, req.estimate)?,
-            ];
-            if let Some(p) = credit_plan {
-                actions.push(self.credit_hold_update(&req.user_id, p, req.credits)?);
-            }
-            let response = StoredResponse {
-                status: 201,
-                body: serde_json::to_string(&reservation.view()).unwrap_or_default(),
-            };
-            if let Some(idem) = idem {
-                actions.push(self.reserve_key_put(idem, &response, now)?);
-            }
-            let token = uuid::Uuid::new_v5(
-                &TOKEN_NAMESPACE,
-                format!("reserve\n{}\n{}\n{attempt}", self.table(), reservation.id).as_bytes(),
-            )
-            .to_string();
-            let sent = self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .client_request_token(token)
-                .send()
-                .await;
-            let reasons = match sent {
-                Ok(_) => return Ok(ReserveOutcome::Created(reservation)),
-                Err(e) => match TxnFailure::from_sdk(e) {
-                    TxnFailure::Unavailable(e) => return Err(e),
-                    TxnFailure::Transient(_) => Vec::new(),
-                    TxnFailure::Cancelled(reasons) => reasons,
-                },
-            };
-            let failed = |k: usize| {
-                reasons
-                    .get(k)
-                    .is_some_and(CancelReason::is_condition_failed)
-            };
-            if failed(0) {
-                // The id is fresh and random: only our own earlier attempt (an
-                // SDK resend of a write that committed) can hold it.
-                let mine = reasons[0]
-                    .item
-                    .as_ref()
-                    .is_some_and(|item| attr::opt_s(item, "user_id") == Some(req.user_id.as_str()));
-                if mine {
-                    return Ok(ReserveOutcome::Created(reservation));
-                }
-                return Err(Error::Internal("reservation id collision".into()));
-            }
-            let mut progressed = false;
-            if failed(1) {
-                learned.quota = Some(reasons[1].item.clone());
-                progressed = true;
-            }
-            let mut next = 2;
-            if credit_plan.is_some() {
-                if failed(next) {
-                    learned.account = Some(reasons[next].item.clone());
-                    progressed = true;
-                }
-                next += 1;
-            }
-            if idem.is_some() && failed(next) {
-                return replay_or_refuse(reasons[next].item.as_ref(), idem, now);
-            }
-            if !progressed {
-                conflicts += 1;
-                tokio::time::sleep(backoff.delay(conflicts)).await;
             }
         }
         Err(Error::Conflict(
             "the reservation could not be written: the quota item kept changing; retry".into(),
         ))
+    }
+
+    /// The next attempt's write from what is known: the holds of the quota
+    /// item (or a refusal), the credit hold (or a refusal), the record and,
+    /// with an `Idempotency-Key`, its completed record.
+    async fn plan_reserve(
+        &self,
+        attempt: &mut ReserveAttempt<'_>,
+        current: [i64; 3],
+    ) -> Result<ReservePlan, Error> {
+        let (req, learned) = (attempt.req, &attempt.learned);
+        let stored_quota = match &learned.quota {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(item)) => Some(Some(stored_windows(item)?)),
+        };
+        let plan = match plan_admission(
+            stored_quota.as_ref().map(Option::as_ref),
+            current,
+            req.estimate,
+        ) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                let record = learned_record(learned, &req.platform)?;
+                return Ok(ReservePlan::Refused(Box::new(
+                    attempt.refusal(&record, refusal),
+                )));
+            }
+        };
+        let credit_plan = match req.credits {
+            0 => None,
+            credits => {
+                let stored = match &learned.account {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(item)) => Some(Some(stored_account(item)?)),
+                };
+                match plan_credit_hold(stored.as_ref().map(Option::as_ref), credits) {
+                    Ok(p) => Some(p),
+                    Err(refusal) => {
+                        let record = match &learned.quota {
+                            Some(_) => learned_record(learned, &req.platform)?,
+                            None => self.quota_record_of(&req.user_id, &req.platform).await?,
+                        };
+                        return Ok(ReservePlan::Refused(Box::new(
+                            attempt.refusal(&record, refusal),
+                        )));
+                    }
+                }
+            }
+        };
+        let reservation = &mut attempt.reservation;
+        reservation.hold.starts = plan.map(|w| w.start());
+        let mut actions = vec![
+            self.reservation_put(reservation)?,
+            self.hold_update(&req.user_id, &req.platform, &plan, req.estimate)?,
+        ];
+        let mut slots = ReserveSlots::default();
+        if let Some(p) = credit_plan {
+            slots.account = Some(actions.len());
+            actions.push(self.credit_hold_update(&req.user_id, p, req.credits)?);
+        }
+        if let Some(idem) = attempt.idem {
+            let response = StoredResponse {
+                status: 201,
+                body: serde_json::to_string(&reservation.view()).unwrap_or_default(),
+            };
+            slots.key = Some(actions.len());
+            actions.push(self.reserve_key_put(idem, &response, attempt.now)?);
+        }
+        Ok(ReservePlan::Write(actions, slots))
+    }
+
+    /// A deterministic `ClientRequestToken` for one write of this table.
+    fn write_token(&self, what: &str) -> String {
+        uuid::Uuid::new_v5(
+            &TOKEN_NAMESPACE,
+            format!("{}\n{what}", self.table()).as_bytes(),
+        )
+        .to_string()
     }
 
     async fn quota_record_of(
@@ -405,62 +474,46 @@ impl DynamoStore {
         let mut known: Option<StoredStarts> = None;
         let backoff = Backoff::default();
         let mut conflicts = 0u32;
+        // Whether an earlier send may have committed with its answer lost.
+        let mut maybe_done = false;
+        let finished = || {
+            let mut done = reservation.clone();
+            done.status = status;
+            Some(done)
+        };
         for attempt in 0..MAX_ATTEMPTS {
             let windows = plan_release(&reservation.hold, known.as_ref());
-            let mut actions = vec![self.finish_update(reservation, status, now)?];
-            let quota_at = match self.release_update(
-                &reservation.user_id,
-                &reservation.platform,
-                &windows,
-                reservation.hold.estimate,
-            )? {
-                Some(action) => {
-                    actions.push(action);
-                    Some(actions.len() - 1)
-                }
-                None => None,
+            let (actions, quota_at) = self.release_actions(reservation, status, &windows, now)?;
+            let token = self.write_token(&format!(
+                "release\n{}\n{status}\n{attempt}\n{windows:?}",
+                reservation.id
+            ));
+            let (reasons, after_unknown) = match self
+                .transact_settled(actions, &token, false, &SETTLE_BACKOFF)
+                .await?
+            {
+                Settled::Committed(_) => return Ok(finished()),
+                Settled::Cancelled {
+                    reasons,
+                    after_unknown,
+                } => (reasons, after_unknown),
             };
-            if reservation.hold.credits > 0 {
-                actions.push(
-                    self.credit_release_update(&reservation.user_id, reservation.hold.credits)?,
-                );
-            }
-            let token = uuid::Uuid::new_v5(
-                &TOKEN_NAMESPACE,
-                format!(
-                    "release\n{}\n{}\n{status}\n{attempt}\n{windows:?}",
-                    self.table(),
-                    reservation.id
-                )
-                .as_bytes(),
-            )
-            .to_string();
-            let sent = self
-                .client()
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .client_request_token(token)
-                .send()
-                .await;
-            let reasons = match sent {
-                Ok(_) => {
-                    let mut done = reservation.clone();
-                    done.status = status;
-                    return Ok(Some(done));
-                }
-                Err(e) => match TxnFailure::from_sdk(e) {
-                    TxnFailure::Unavailable(e) => return Err(e),
-                    TxnFailure::Transient(_) => Vec::new(),
-                    TxnFailure::Cancelled(reasons) => reasons,
-                },
-            };
+            self.retry_stats().replanned();
+            maybe_done |= after_unknown;
             let failed = |k: usize| {
                 reasons
                     .get(k)
                     .is_some_and(CancelReason::is_condition_failed)
             };
             if failed(0) {
-                return Ok(None);
+                // No longer pending; after a send whose answer was lost, the
+                // record may say it was this very write (its status and time).
+                let ours = maybe_done
+                    && reasons[0].item.as_ref().is_some_and(|item| {
+                        attr::opt_s(item, "status") == Some(status.as_str())
+                            && attr::opt_s(item, "finished_at") == Some(ts(now).as_str())
+                    });
+                return Ok(if ours { finished() } else { None });
             }
             match quota_at {
                 Some(q) if failed(q) => {
@@ -478,6 +531,35 @@ impl DynamoStore {
         Err(Error::Conflict(
             "the reservation could not be released; retry".into(),
         ))
+    }
+
+    /// A release's actions: the record's way out of pending, the quota item's
+    /// releases of `windows` (and where that action stands), the credits.
+    fn release_actions(
+        &self,
+        reservation: &Reservation,
+        status: Status,
+        windows: &[Option<i64>; 3],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), Error> {
+        let mut actions = vec![self.finish_update(reservation, status, now)?];
+        let quota_at = match self.release_update(
+            &reservation.user_id,
+            &reservation.platform,
+            windows,
+            reservation.hold.estimate,
+        )? {
+            Some(action) => {
+                actions.push(action);
+                Some(actions.len() - 1)
+            }
+            None => None,
+        };
+        if reservation.hold.credits > 0 {
+            actions
+                .push(self.credit_release_update(&reservation.user_id, reservation.hold.credits)?);
+        }
+        Ok((actions, quota_at))
     }
 
     fn reservation_put(&self, r: &Reservation) -> Result<TransactWriteItem, Error> {

@@ -65,58 +65,6 @@ impl CancelReason {
     }
 }
 
-#[derive(Debug)]
-pub enum TxnFailure {
-    /// A condition failed: a business outcome, with per-action reasons.
-    Cancelled(Vec<CancelReason>),
-    /// Another transaction touched the same items, or throttling: retry.
-    Transient(String),
-    /// Anything else: the store is unavailable.
-    Unavailable(Error),
-}
-
-impl TxnFailure {
-    pub fn from_sdk(err: SdkError<TransactWriteItemsError>) -> Self {
-        if let SdkError::ServiceError(service) = &err {
-            match service.err() {
-                TransactWriteItemsError::TransactionCanceledException(e) => {
-                    let reasons: Vec<CancelReason> = e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| CancelReason {
-                            code: r.code().filter(|c| *c != "None").map(str::to_string),
-                            item: r.item().cloned(),
-                        })
-                        .collect();
-                    let transient = reasons.iter().any(|r| {
-                        matches!(
-                            r.code.as_deref(),
-                            Some(
-                                "TransactionConflict"
-                                    | "ThrottlingError"
-                                    | "ProvisionedThroughputExceeded"
-                            )
-                        )
-                    });
-                    return if transient && !reasons.iter().any(CancelReason::is_condition_failed) {
-                        TxnFailure::Transient(format!("{reasons:?}"))
-                    } else {
-                        TxnFailure::Cancelled(reasons)
-                    };
-                }
-                TransactWriteItemsError::TransactionInProgressException(_)
-                | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-                | TransactWriteItemsError::RequestLimitExceeded(_)
-                | TransactWriteItemsError::ThrottlingException(_) => {
-                    return TxnFailure::Transient(format!("{:?}", service.err()))
-                }
-                _ => {}
-            }
-        }
-        TxnFailure::Unavailable(super::unavailable(err))
-    }
-}
-
 /// How a transaction sent with [`DynamoStore::transact_settled`] came out.
 #[derive(Debug)]
 pub enum Settled {
