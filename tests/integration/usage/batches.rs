@@ -177,3 +177,23 @@ async fn a_batch_out_of_time_fails_its_unwritten_messages_and_redelivery_applies
     assert_eq!(usage(&env, "kim", "gemini").await, [usd("2"); 3]);
     assert_eq!(credit_account(&env, "lou").await["available"], 6);
 }
+
+/// A redelivery that builds the very write the first delivery sent (same
+/// batch time, same content: a quick redelivery racing the first, or any with
+/// a clock that has not moved) is a duplicate, not a second application: the
+/// engine must not answer it from the first write's token cache, which would
+/// report (and count in `EventsApplied`) the event as applied twice.
+#[tokio::test]
+async fn a_redelivery_building_the_same_write_counts_as_a_duplicate() {
+    let env = env_at("2026-11-21T12:00:00Z", "UTC").await;
+    // An earlier event starts the windows: the next write commits on its
+    // first plan, which a redelivery builds again exactly.
+    let earlier = body("same-0", "lee", "openai", "1", at("2026-11-21T11:58:00Z"));
+    ingest_ok(&env, &[earlier]).await;
+    let event = body("same-1", "lee", "openai", "1.5", at("2026-11-21T11:59:00Z"));
+    let first = ingest_ok(&env, std::slice::from_ref(&event)).await;
+    assert_eq!((first.applied, first.duplicates), (1, 0));
+    let again = ingest_ok(&env, &[event]).await;
+    assert_eq!((again.applied, again.duplicates), (0, 1));
+    assert_eq!(usage(&env, "lee", "openai").await, [usd("2.5"); 3]);
+}

@@ -224,6 +224,10 @@ struct WriteState {
     /// a failed condition, or left by the user's previous write).
     account: Option<Account>,
     settle: Settle,
+    /// Random, per group write: in its tokens, so another delivery that
+    /// builds the very same write (same batch time and content) never meets
+    /// this one's cached outcome and reads as applied by it too.
+    nonce: uuid::Uuid,
     /// Attempts, and the bounds each failed attempt counts against.
     rounds: u32,
     transient: u32,
@@ -321,6 +325,7 @@ impl DynamoStore {
                 pending: (0..group.events.len()).collect(),
                 account: None,
                 settle: Settle::from_id(group.reservation, ctx.tz),
+                nonce: uuid::Uuid::new_v4(),
                 rounds: 0,
                 transient: 0,
                 replans: 0,
@@ -560,7 +565,8 @@ async fn pause(ctx: &IngestContext, delay: std::time::Duration) -> Result<(), Er
 
 /// The write's `ClientRequestToken`: a UUID v5 (36 chars) of everything the
 /// transaction contains (table, each event id with its payload fingerprint,
-/// the processing time in the records, the quota plan) and the attempt.
+/// the processing time in the records, the quota plan), the attempt and the
+/// group write's random nonce.
 ///
 /// The SDK resends a request with the token it carries, so an attempt that
 /// timed out after committing is answered from DynamoDB's token cache instead
@@ -568,10 +574,13 @@ async fn pause(ctx: &IngestContext, delay: std::time::Duration) -> Result<(), Er
 /// re-plan after a failed condition, a duplicate dropped, another batch), as
 /// DynamoDB refuses a reused token with other parameters
 /// (`IdempotentParameterMismatch`), and with the attempt number, so a retry
-/// after a cancellation never meets a cached outcome. A redelivery that builds
-/// the very same write within 10 minutes is answered from the cache and
-/// changes nothing: the first one applied it. Exactly-once itself rests on the
-/// record's `attribute_not_exists` condition, not on the token.
+/// after a cancellation never meets a cached outcome. With the nonce, a
+/// redelivery that builds the very same write (same batch time, a clock that
+/// has not moved) fails on the records as a duplicate instead of being
+/// answered from the first write's cache as if it had applied the events
+/// itself (which would count them twice in `EventsApplied`). Exactly-once
+/// itself rests on the record's `attribute_not_exists` condition, not on the
+/// token.
 fn write_token(
     table: &str,
     group: &Group<'_>,
@@ -581,10 +590,11 @@ fn write_token(
     ctx: &IngestContext,
 ) -> String {
     let mut text = format!(
-        "usage-write/v1\n{table}\n{}\n{}\n{}\n{}.{}\n",
+        "usage-write/v2\n{table}\n{}\n{}\n{}\n{}\n{}.{}\n",
         group.user,
         group.platform,
         ctx.processed_at.timestamp_micros(),
+        state.nonce,
         state.rounds,
         state.transient,
     );
@@ -679,6 +689,7 @@ mod tests {
                 pending: pending.to_vec(),
                 account: None,
                 settle: Settle::Plain,
+                nonce: uuid::Uuid::nil(),
                 rounds,
                 transient,
                 replans: 0,
@@ -704,6 +715,10 @@ mod tests {
         assert_ne!(first, token(&[0, 1], &plan, (2, 0)));
         assert_ne!(first, token(&[0, 1], &plan, (1, 1)));
         assert_ne!(first, token(&[0], &plan, (1, 0)));
+        // Another group write (another delivery) of the same content.
+        let mut other = state(&[0, 1], (1, 0));
+        other.nonce = uuid::Uuid::new_v4();
+        assert_ne!(first, write_token("t", &g, &other, &plan, &[], &ctx));
         let restart = UsagePlan::new(&[&a, &b], Tz::UTC, now, Some(&[None; 3])).unwrap();
         assert_ne!(first, token(&[0, 1], &restart, (1, 0)));
         let b2 = parse("b", "2.5");
