@@ -259,7 +259,7 @@ fn enum_header<T: Copy>(
     member: &str,
     values: &[(&str, T)],
     default: T,
-) -> Result<T, Box<HttpResponse>> {
+) -> Result<T, ServiceError> {
     let Some(value) = header(headers, name) else {
         return Ok(default);
     };
@@ -267,7 +267,7 @@ fn enum_header<T: Copy>(
         return Ok(*known);
     }
     let set: Vec<&str> = values.iter().map(|(text, _)| *text).collect();
-    Err(Box::new(service_error(
+    Err(ServiceError(
         StatusCode::BAD_REQUEST,
         "ValidationException",
         format!(
@@ -275,99 +275,106 @@ fn enum_header<T: Copy>(
              constraint: Member must satisfy enum value set: [{}]",
             set.join(", ")
         ),
-    )))
+    ))
 }
 
-/// Answers one Invoke API request.
+/// Answers one Invoke API request: checked as the Lambda service checks it,
+/// then run in the background (`Event`), not at all (`DryRun`) or awaited.
 pub async fn invoke(
     functions: &Arc<Functions>,
     registry: &Registry,
     echo_logs: bool,
     request: InvokeRequest<'_>,
 ) -> HttpResponse {
-    let target = match parse_target(request.function, request.query) {
-        Ok(t) => t,
+    let call = match Call::check(registry, &request) {
+        Ok(call) => call,
         Err(err) => return err.response(),
     };
-    let timeout = match registry.timeout(&target.name) {
-        Some(t) if target.qualifier.as_deref().is_none_or(|q| q == LATEST) => t,
-        _ => {
-            return service_error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                format!("Function not found: {}", target.arn()),
-            )
-        }
-    };
-    let kind = match enum_header(
-        request.headers,
-        "x-amz-invocation-type",
-        "invocationType",
-        &[
-            ("Event", InvocationType::Event),
-            ("RequestResponse", InvocationType::RequestResponse),
-            ("DryRun", InvocationType::DryRun),
-        ],
-        InvocationType::RequestResponse,
-    ) {
-        Ok(kind) => kind,
-        Err(refused) => return *refused,
-    };
-    let tail = match enum_header(
-        request.headers,
-        "x-amz-log-type",
-        "logType",
-        &[("Tail", true), ("None", false)],
-        false,
-    ) {
-        Ok(tail) => tail,
-        Err(refused) => return *refused,
-    };
     let id = request_id();
-    let bare = |status: StatusCode| {
-        Response::builder()
-            .status(status)
-            .header("x-amzn-RequestId", id.as_str())
-            .body(Body::Empty)
-            .expect("static response parts are valid")
-    };
-    if kind == InvocationType::DryRun {
-        return bare(StatusCode::NO_CONTENT);
+    match call.kind {
+        InvocationType::DryRun => bare(StatusCode::NO_CONTENT, &id),
+        InvocationType::Event => {
+            call.spawn(functions.clone(), id.clone());
+            let mut response = bare(StatusCode::ACCEPTED, &id);
+            response
+                .headers_mut()
+                .insert("X-Amz-Executed-Version", HeaderValue::from_static(LATEST));
+            response
+        }
+        InvocationType::RequestResponse => call.run(functions, echo_logs, &id).await,
     }
-    let limit = match kind {
-        InvocationType::Event => MAX_ASYNC_PAYLOAD_BYTES,
-        _ => MAX_SYNC_PAYLOAD_BYTES,
-    };
-    if request.body.len() > limit {
-        return service_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestTooLargeException",
-            format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
-        );
+}
+
+/// An answer without a body.
+fn bare(status: StatusCode, id: &str) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header("x-amzn-RequestId", id)
+        .body(Body::Empty)
+        .expect("static response parts are valid")
+}
+
+/// An invocation the service accepted.
+struct Call {
+    target: Target,
+    timeout: Duration,
+    kind: InvocationType,
+    tail: bool,
+    payload: Vec<u8>,
+}
+
+impl Call {
+    /// The function (404 if unknown), the invocation and log types, the
+    /// payload's size and JSON, in the order the service checks them.
+    fn check(registry: &Registry, request: &InvokeRequest<'_>) -> Result<Self, ServiceError> {
+        let target = parse_target(request.function, request.query)?;
+        let timeout = match registry.timeout(&target.name) {
+            Some(t) if target.qualifier.as_deref().is_none_or(|q| q == LATEST) => t,
+            _ => {
+                return Err(ServiceError(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFoundException",
+                    format!("Function not found: {}", target.arn()),
+                ))
+            }
+        };
+        let kind = enum_header(
+            request.headers,
+            "x-amz-invocation-type",
+            "invocationType",
+            &[
+                ("Event", InvocationType::Event),
+                ("RequestResponse", InvocationType::RequestResponse),
+                ("DryRun", InvocationType::DryRun),
+            ],
+            InvocationType::RequestResponse,
+        )?;
+        let tail = enum_header(
+            request.headers,
+            "x-amz-log-type",
+            "logType",
+            &[("Tail", true), ("None", false)],
+            false,
+        )?;
+        let payload = match kind {
+            // A dry run checks the function and its parameters, not the payload.
+            InvocationType::DryRun => Vec::new(),
+            _ => json_payload(kind, request.body)?,
+        };
+        Ok(Self {
+            target,
+            timeout,
+            kind,
+            tail,
+            payload,
+        })
     }
-    // The Lambda service accepts only a JSON payload (so valid UTF-8); an empty
-    // one is the empty object.
-    let payload: Vec<u8> = if request.body.is_empty() {
-        b"{}".to_vec()
-    } else {
-        request.body.to_vec()
-    };
-    let parsed = match std::str::from_utf8(&payload) {
-        Ok(text) => serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string()),
-        Err(e) => Err(format!("invalid UTF-8: {e}")),
-    };
-    if let Err(e) = parsed {
-        return service_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            format!("Could not parse request body into json: {e}"),
-        );
-    }
-    if kind == InvocationType::Event {
-        let functions = functions.clone();
-        let (name, id) = (target.name.clone(), id.clone());
+
+    /// `Event`: runs in the background; a failure is logged, as Lambda does.
+    fn spawn(self, functions: Arc<Functions>, id: String) {
         tokio::spawn(async move {
-            if let Err(err) = execute(&functions, &name, &payload, timeout, &id).await {
+            let name = &self.target.name;
+            if let Err(err) = execute(&functions, name, &self.payload, self.timeout, &id).await {
                 tracing::error!(
                     function = %name,
                     request_id = %id,
@@ -377,52 +384,90 @@ pub async fn invoke(
                 );
             }
         });
-        let mut response = bare(StatusCode::ACCEPTED);
-        response
-            .headers_mut()
-            .insert("X-Amz-Executed-Version", HeaderValue::from_static(LATEST));
-        return response;
     }
-    let started = Instant::now();
-    let (result, log) = if tail {
-        let log = LogBuffer::default();
-        let run = execute(functions, &target.name, &payload, timeout, &id);
-        let result = {
-            use tracing::instrument::WithSubscriber;
-            run.with_subscriber(log.subscriber(echo_logs)).await
-        };
-        (result, Some(log.tail(&id, started.elapsed())))
-    } else {
-        let result = execute(functions, &target.name, &payload, timeout, &id).await;
-        (result, None)
-    };
-    let (body, function_error) = match result {
-        Ok(value) => (value, false),
-        Err(err) => (
-            json!({ "errorType": err.error_type, "errorMessage": err.error_message }),
-            true,
-        ),
-    };
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-amzn-RequestId", id.as_str())
-        .header("X-Amz-Executed-Version", LATEST)
-        .body(Body::Text(body.to_string()))
-        .expect("static response parts are valid");
-    if function_error {
-        response.headers_mut().insert(
-            "X-Amz-Function-Error",
-            HeaderValue::from_static("Unhandled"),
+
+    /// `RequestResponse`: 200 with the function's result, or its error
+    /// (`X-Amz-Function-Error`); with `Tail`, the log lines in `X-Amz-Log-Result`.
+    async fn run(self, functions: &Functions, echo_logs: bool, id: &str) -> HttpResponse {
+        let started = Instant::now();
+        let run = execute(
+            functions,
+            &self.target.name,
+            &self.payload,
+            self.timeout,
+            id,
         );
-    }
-    if let Some(log) = log {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(log);
-        if let Ok(v) = HeaderValue::from_str(&encoded) {
-            response.headers_mut().insert("X-Amz-Log-Result", v);
+        let (result, log) = if self.tail {
+            let log = LogBuffer::default();
+            let result = {
+                use tracing::instrument::WithSubscriber;
+                run.with_subscriber(log.subscriber(echo_logs)).await
+            };
+            (result, Some(log.tail(id, started.elapsed())))
+        } else {
+            (run.await, None)
+        };
+        let (body, function_error) = match result {
+            Ok(value) => (value, false),
+            Err(err) => (
+                json!({ "errorType": err.error_type, "errorMessage": err.error_message }),
+                true,
+            ),
+        };
+        let mut response = Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-amzn-RequestId", id)
+            .header("X-Amz-Executed-Version", LATEST)
+            .body(Body::Text(body.to_string()))
+            .expect("static response parts are valid");
+        if function_error {
+            response.headers_mut().insert(
+                "X-Amz-Function-Error",
+                HeaderValue::from_static("Unhandled"),
+            );
         }
+        if let Some(log) = log {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(log);
+            if let Ok(v) = HeaderValue::from_str(&encoded) {
+                response.headers_mut().insert("X-Amz-Log-Result", v);
+            }
+        }
+        response
     }
-    response
+}
+
+/// The payload within the invocation type's size limit and JSON (so valid
+/// UTF-8), as the Lambda service accepts it; an empty one is the empty object.
+fn json_payload(kind: InvocationType, body: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    let limit = match kind {
+        InvocationType::Event => MAX_ASYNC_PAYLOAD_BYTES,
+        _ => MAX_SYNC_PAYLOAD_BYTES,
+    };
+    if body.len() > limit {
+        return Err(ServiceError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
+        ));
+    }
+    let payload = if body.is_empty() {
+        b"{}".to_vec()
+    } else {
+        body.to_vec()
+    };
+    let parsed = match std::str::from_utf8(&payload) {
+        Ok(text) => serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("invalid UTF-8: {e}")),
+    };
+    match parsed {
+        Ok(_) => Ok(payload),
+        Err(e) => Err(ServiceError(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            format!("Could not parse request body into json: {e}"),
+        )),
+    }
 }
 
 /// Runs function `name` on a JSON `payload` as the Lambda runtime does: the

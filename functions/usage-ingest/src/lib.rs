@@ -7,11 +7,12 @@
 //! write settled, so a quota check right after the batch sees the usage.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use spendguard_core::domain::usage::{UsageEvent, Verdict};
 use spendguard_core::domain::EventId;
 use spendguard_core::store::txn::Backoff;
-use spendguard_core::store::{IngestContext, UsageStore, WriteStats};
+use spendguard_core::store::{IngestContext, IngestOutcome, UsageStore, WriteStats};
 use spendguard_core::{Deps, Error};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -162,6 +163,35 @@ impl App {
             ..BatchReport::default()
         };
         let mut failures = Failures::default();
+        let (events, deliveries) = self.parse_batch(batch, now, &mut failures);
+        if !events.is_empty() {
+            let ctx = IngestContext {
+                tz: self.deps.config.timezone,
+                processed_at: now,
+                backoff: self.backoff,
+                deadline,
+            };
+            let events: Arc<[UsageEvent]> = events.into();
+            let outcome = self.deps.store.ingest_usage(events.clone(), ctx).await;
+            tally(&events, &outcome, deliveries, &mut report, &mut failures);
+        }
+        report.failed = failures.count;
+        self.emit(&report);
+        BatchOutcome {
+            response: failures.response(),
+            report,
+            unreportable: failures.unreportable,
+        }
+    }
+
+    /// The batch's distinct events (first delivery of each `event_id` first)
+    /// and every delivery that parsed; the others are failures.
+    fn parse_batch(
+        &self,
+        batch: SqsEvent,
+        now: DateTime<Utc>,
+        failures: &mut Failures,
+    ) -> (Vec<UsageEvent>, Vec<Delivery>) {
         let mut events: Vec<UsageEvent> = Vec::new();
         let mut first_of: HashMap<EventId, usize> = HashMap::new();
         let mut deliveries = Vec::new();
@@ -189,40 +219,11 @@ impl App {
                 }
             }
         }
-        let ctx = IngestContext {
-            tz: self.deps.config.timezone,
-            processed_at: now,
-            backoff: self.backoff,
-            deadline,
-        };
-        let events: Arc<[UsageEvent]> = events.into();
-        let outcome = if events.is_empty() {
-            None
-        } else {
-            Some(self.deps.store.ingest_usage(events.clone(), ctx).await)
-        };
-        if let Some(outcome) = &outcome {
-            report.writes = outcome.stats;
-            for d in deliveries {
-                let event = &events[d.event];
-                match &outcome.results[d.event] {
-                    Ok(recorded) => match recorded.verdict(&d.fingerprint, d.first) {
-                        Verdict::Applied => report.applied += 1,
-                        Verdict::Duplicate => report.duplicates += 1,
-                        Verdict::PayloadMismatch => failures.add(
-                            d.message_id,
-                            Some(&event.event_id),
-                            &Error::EventPayloadMismatch(format!(
-                                "event_id {} was already used for a different payload; not applied",
-                                event.event_id
-                            )),
-                        ),
-                    },
-                    Err(err) => failures.add(d.message_id, Some(&event.event_id), err),
-                }
-            }
-        }
-        report.failed = failures.count;
+        (events, deliveries)
+    }
+
+    /// The batch's log line and metrics.
+    fn emit(&self, report: &BatchReport) {
         tracing::info!(
             messages = report.messages,
             applied = report.applied,
@@ -238,20 +239,35 @@ impl App {
         metrics::count("usage-ingest", metrics::EVENTS_DUPLICATE, report.duplicates);
         metrics::count("usage-ingest", metrics::EVENTS_FAILED, report.failed);
         metrics::retries("usage-ingest", self.deps.store.retry_stats().take());
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures
-            .ids
-            .into_iter()
-            .map(|id| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failure
-            })
-            .collect();
-        BatchOutcome {
-            response,
-            report,
-            unreportable: failures.unreportable,
+    }
+}
+
+/// Each delivery's verdict from what the writes found: applied (only the
+/// delivery whose write created the record), duplicate, or failed.
+fn tally(
+    events: &[UsageEvent],
+    outcome: &IngestOutcome,
+    deliveries: Vec<Delivery>,
+    report: &mut BatchReport,
+    failures: &mut Failures,
+) {
+    report.writes = outcome.stats;
+    for d in deliveries {
+        let event = &events[d.event];
+        match &outcome.results[d.event] {
+            Ok(recorded) => match recorded.verdict(&d.fingerprint, d.first) {
+                Verdict::Applied => report.applied += 1,
+                Verdict::Duplicate => report.duplicates += 1,
+                Verdict::PayloadMismatch => failures.add(
+                    d.message_id,
+                    Some(&event.event_id),
+                    &Error::EventPayloadMismatch(format!(
+                        "event_id {} was already used for a different payload; not applied",
+                        event.event_id
+                    )),
+                ),
+            },
+            Err(err) => failures.add(d.message_id, Some(&event.event_id), err),
         }
     }
 }
@@ -266,6 +282,21 @@ struct Failures {
 }
 
 impl Failures {
+    /// The partial batch response naming every failed message.
+    fn response(&self) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = self
+            .ids
+            .iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                failure
+            })
+            .collect();
+        response
+    }
+
     fn add(&mut self, message_id: Option<String>, event_id: Option<&EventId>, err: &Error) {
         self.count += 1;
         let event_id = event_id.map(EventId::as_str);
