@@ -10,7 +10,8 @@ use spendguard_core::api::{
 };
 use spendguard_core::domain::audit::Actor;
 use spendguard_core::domain::reservation::{ReservationId, ReserveRequest, ReserveWire};
-use spendguard_core::store::reservations::{ReserveKey, ReserveOutcome};
+use spendguard_core::store::reservations::ReserveOutcome;
+use spendguard_core::store::Lease;
 use spendguard_core::{metrics, Deps, Error};
 
 /// Keys of reserves are scoped per caller, like adjustments.
@@ -28,11 +29,9 @@ pub async fn reserve(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult 
     caller.require_service_or_admin()?;
     let request =
         ReserveRequest::from_wire(json_body::<ReserveWire>(req)?, &deps.config.platforms)?;
-    let key = idempotency_key(req)?.map(|key| ReserveKey {
-        scope: reserve_scope(caller),
-        key,
-        fingerprint: request_fingerprint(req),
-    });
+    let key = idempotency_key(req)?
+        .map(|key| Lease::unclaimed(&reserve_scope(caller), &key, &request_fingerprint(req)))
+        .transpose()?;
     let outcome = deps
         .store
         .reserve(

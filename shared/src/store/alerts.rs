@@ -259,15 +259,10 @@ impl AlertStore for DynamoStore {
         // engine ignores tokens, our own lost commit reads as `Existing`
         // with nothing delivered: the deliveries still happen.
         let token = uuid::Uuid::new_v4().to_string();
-        match self
-            .transact_settled(
-                self.alert_puts(alert, order)?,
-                &token,
-                false,
-                &SETTLE_BACKOFF,
-            )
-            .await?
-        {
+        let actions = self.alert_puts(alert, order)?;
+        // Boxed: the stream handler's future nests deep enough without it to
+        // pass the compiler's layout depth limit.
+        match Box::pin(self.transact_settled(actions, &token, false, &SETTLE_BACKOFF)).await? {
             Settled::Committed(_) => Ok(Recorded::New),
             Settled::Cancelled { reasons, .. } => existing_record(&reasons).ok_or_else(|| {
                 Error::StoreUnavailable(format!("the alert write was cancelled: {reasons:?}"))

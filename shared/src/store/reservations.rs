@@ -23,7 +23,7 @@
 use super::attr::{self, Item};
 use super::quota::{quota_from_item, window_attr};
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
-use super::{keys, unavailable, DynamoStore, StoredResponse};
+use super::{keys, unavailable, Claim, DynamoStore, Lease, StoredResponse};
 use crate::domain::quota::{QuotaCheck, QuotaRecord};
 use crate::domain::reservation::overage;
 use crate::domain::reservation::{
@@ -35,9 +35,9 @@ use crate::domain::usage::{StoredStarts, UsageEvent};
 use crate::domain::{Platform, Platforms, Usd, UserId, WindowKind};
 use crate::error::Error;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
 
@@ -60,19 +60,6 @@ pub fn pending_gsi_pk(shard: u32) -> String {
 
 fn pending_gsi_sk(expires_ms: i64, id: &ReservationId) -> String {
     format!("{expires_ms:013}#{id}")
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// An `Idempotency-Key` for a reserve: completed in the same write as the
-/// hold, so a retry with the same key and body replays the first answer.
-#[derive(Clone, Debug)]
-pub struct ReserveKey {
-    pub scope: String,
-    pub key: String,
-    pub fingerprint: super::Fingerprint,
 }
 
 /// What a reserve came to.
@@ -101,7 +88,7 @@ struct ReserveAttempt<'a> {
     req: &'a ReserveRequest,
     now: DateTime<Utc>,
     tz: Tz,
-    idem: Option<&'a ReserveKey>,
+    idem: Option<&'a Lease>,
     reservation: Reservation,
     learned: Learned,
 }
@@ -163,9 +150,14 @@ impl ReserveAttempt<'_> {
             self.learned.account = Some(reasons[k].item.clone());
             progressed = true;
         }
-        if let Some(k) = slots.key.filter(|&k| failed(k)) {
-            return replay_or_refuse(reasons[k].item.as_ref(), self.idem, self.now)
-                .map(|outcome| Learnt::Decided(Box::new(outcome)));
+        if let (Some(k), Some(lease)) = (slots.key.filter(|&k| failed(k)), self.idem) {
+            // The key is taken: its record answers (replay, 422, or 409).
+            return match lease.answer(reasons[k].item.as_ref(), self.now)? {
+                Some(Claim::Replay(stored)) => {
+                    Ok(Learnt::Decided(Box::new(ReserveOutcome::Replay(stored))))
+                }
+                _ => Err(Error::IdempotencyKeyInUse),
+            };
         }
         Ok(if progressed {
             Learnt::Progressed
@@ -184,7 +176,7 @@ impl DynamoStore {
         req: &ReserveRequest,
         now: DateTime<Utc>,
         tz: Tz,
-        idem: Option<&ReserveKey>,
+        idem: Option<&Lease>,
     ) -> Result<ReserveOutcome, Error> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let mut attempt = ReserveAttempt {
@@ -292,7 +284,7 @@ impl DynamoStore {
                 body: serde_json::to_string(&reservation.view()).unwrap_or_default(),
             };
             slots.key = Some(actions.len());
-            actions.push(self.reserve_key_put(idem, &response, attempt.now)?);
+            actions.push(self.idempotency_complete_action(idem, &response, attempt.now)?);
         }
         Ok(ReservePlan::Write(actions, slots))
     }
@@ -511,7 +503,8 @@ impl DynamoStore {
                 let ours = maybe_done
                     && reasons[0].item.as_ref().is_some_and(|item| {
                         attr::opt_s(item, "status") == Some(status.as_str())
-                            && attr::opt_s(item, "finished_at") == Some(ts(now).as_str())
+                            && attr::opt_s(item, "finished_at")
+                                == Some(attr::timestamp(now).as_str())
                     });
                 return Ok(if ours { finished() } else { None });
             }
@@ -570,12 +563,12 @@ impl DynamoStore {
         item.insert("estimate_usd".into(), attr::usd(r.hold.estimate));
         item.insert("credits".into(), attr::n(r.hold.credits));
         item.insert("status".into(), attr::s(Status::Pending.as_str()));
-        item.insert("created_at".into(), attr::s(ts(r.created_at)));
+        item.insert("created_at".into(), attr::s(attr::timestamp(r.created_at)));
         item.insert(
             "created_ms".into(),
             attr::n(r.created_at.timestamp_millis()),
         );
-        item.insert("expires_at".into(), attr::s(ts(r.expires_at)));
+        item.insert("expires_at".into(), attr::s(attr::timestamp(r.expires_at)));
         let expires_ms = r.expires_at.timestamp_millis();
         item.insert("expires_ms".into(), attr::n(expires_ms));
         for (kind, start) in WindowKind::ALL.iter().zip(r.hold.starts) {
@@ -777,7 +770,7 @@ impl DynamoStore {
             .expression_attribute_names("#gsk", keys::GSI1_SK)
             .expression_attribute_values(":st", attr::s(status.as_str()))
             .expression_attribute_values(":pending", attr::s(Status::Pending.as_str()))
-            .expression_attribute_values(":now", attr::s(ts(now)))
+            .expression_attribute_values(":now", attr::s(attr::timestamp(now)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         update = if status == Status::Expired {
             update
@@ -823,7 +816,7 @@ impl DynamoStore {
         e.value(":est", attr::usd(hold.estimate));
         e.value(":cr", attr::n(hold.credits));
         e.value(":now_ms", attr::n(now.timestamp_millis()));
-        e.value(":now", attr::s(ts(now)));
+        e.value(":now", attr::s(attr::timestamp(now)));
         e.cond("#st = :pending AND #uid = :uid AND #pf = :pf AND #est = :est AND #cr = :cr".into());
         for (kind, start) in WindowKind::ALL.iter().zip(hold.starts) {
             let n = format!("#{}hst", &kind.as_str()[..1]);
@@ -858,72 +851,6 @@ impl DynamoStore {
             .build()
             .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    fn reserve_key_put(
-        &self,
-        idem: &ReserveKey,
-        response: &StoredResponse,
-        now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, Error> {
-        let mut item = keys::item_key(
-            keys::idempotency_pk(&idem.scope, &idem.key),
-            keys::IDEMPOTENCY_SK,
-        );
-        item.insert("scope".into(), attr::s(&idem.scope));
-        item.insert("idempotency_key".into(), attr::s(&idem.key));
-        item.insert("fingerprint".into(), attr::s(idem.fingerprint.as_str()));
-        item.insert("status".into(), attr::s("completed"));
-        item.insert("response_status".into(), attr::n(response.status));
-        item.insert("response_body".into(), attr::s(&response.body));
-        item.insert("created_at".into(), attr::s(now.to_rfc3339()));
-        item.insert("completed_at".into(), attr::s(now.to_rfc3339()));
-        item.insert(
-            keys::TTL.into(),
-            attr::n((now + super::idempotency::RETENTION).timestamp()),
-        );
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #exp <= :now_s")
-            .expression_attribute_names("#pk", keys::PK)
-            .expression_attribute_names("#exp", keys::TTL)
-            .expression_attribute_values(":now_s", attr::n(now.timestamp()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(attr::build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-}
-
-/// The answer to a reserve whose Idempotency-Key is taken.
-fn replay_or_refuse(
-    item: Option<&Item>,
-    idem: Option<&ReserveKey>,
-    now: DateTime<Utc>,
-) -> Result<ReserveOutcome, Error> {
-    let (Some(item), Some(idem)) = (item, idem) else {
-        return Err(Error::IdempotencyKeyInUse);
-    };
-    let expires = attr::opt_i64(item, keys::TTL).ok().flatten().unwrap_or(0);
-    if expires <= now.timestamp() {
-        return Err(Error::IdempotencyKeyInUse);
-    }
-    if attr::opt_s(item, "fingerprint") != Some(idem.fingerprint.as_str()) {
-        return Err(Error::IdempotencyKeyMismatch);
-    }
-    match (
-        attr::opt_s(item, "status"),
-        attr::opt_i64(item, "response_status").ok().flatten(),
-        attr::opt_s(item, "response_body"),
-    ) {
-        (Some("completed"), Some(status), Some(body)) => {
-            Ok(ReserveOutcome::Replay(StoredResponse {
-                status: u16::try_from(status).unwrap_or(201),
-                body: body.to_string(),
-            }))
-        }
-        _ => Err(Error::IdempotencyKeyInUse),
     }
 }
 

@@ -13,7 +13,6 @@ use crate::error::Error;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use chrono::SecondsFormat;
 
 /// Record attribute holding the payload fingerprint.
 pub(super) const FINGERPRINT: &str = "fingerprint";
@@ -37,11 +36,7 @@ impl DynamoStore {
         item.insert("cost_usd".into(), attr::usd(event.cost));
         item.insert(
             "occurred_at".into(),
-            attr::s(
-                event
-                    .occurred_at
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            ),
+            attr::s(attr::timestamp(event.occurred_at)),
         );
         if let Some(v) = &event.request_id {
             item.insert("request_id".into(), attr::s(v));
@@ -57,7 +52,7 @@ impl DynamoStore {
         }
         item.insert(
             "processed_at".into(),
-            attr::s(ctx.processed_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            attr::s(attr::timestamp(ctx.processed_at)),
         );
         item.insert(
             keys::TTL.into(),
