@@ -35,6 +35,12 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// Emits what the retry layer counted since the last call: one metrics
+    /// line per invocation that wrote (nothing when it sent no transaction).
+    pub fn emit_retries(&self, function: &str) {
+        metrics::retries(function, self.store.retry_stats().take());
+    }
+
     /// Configuration and DynamoDB client from a Lambda function's environment.
     pub async fn from_env() -> std::result::Result<Self, Error> {
         let config = Arc::new(Config::from_env()?);

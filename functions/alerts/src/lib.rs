@@ -91,6 +91,7 @@ impl App {
         );
         metrics::count("alerts", metrics::ALERTS_EMITTED, report.emitted);
         metrics::count("alerts", metrics::ALERT_RECORDS_FAILED, report.failed);
+        self.deps.emit_retries("alerts");
         (response, report)
     }
 

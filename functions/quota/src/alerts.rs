@@ -25,23 +25,20 @@ fn alert_type(req: &Request) -> Result<Option<AlertType>, Error> {
 /// `GET /v1/admin/alerts?user_id=&type=`
 pub async fn list_all(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
-    let filter = AlertFilter {
-        user_id: query_filter(req, "user_id", UserId::parse)?,
-        alert_type: alert_type(req)?,
-    };
-    let page = PageRequest::from_request(req)?;
-    let alerts = deps
-        .store
-        .list_alerts(&filter, &page, deps.clock.now())
-        .await?;
-    Ok(json_response(StatusCode::OK, &alerts))
+    let user = query_filter(req, "user_id", UserId::parse)?;
+    list(deps, req, user).await
 }
 
 /// `GET /v1/me/alerts?type=`
 pub async fn list_mine(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     let user = caller.require_user()?;
+    list(deps, req, Some(user.clone())).await
+}
+
+/// One page of the alerts of `user` (everyone's for `None`), by `?type=`.
+async fn list(deps: &Deps, req: &Request, user: Option<UserId>) -> HttpResult {
     let filter = AlertFilter {
-        user_id: Some(user.clone()),
+        user_id: user,
         alert_type: alert_type(req)?,
     };
     let page = PageRequest::from_request(req)?;

@@ -40,8 +40,7 @@ impl App {
 impl HttpFunction for App {
     async fn handle(&self, req: Request) -> HttpResponse {
         let response = respond(self.route(&req).await);
-        let retries = self.deps.store.retry_stats().take();
-        spendguard_core::metrics::retries("redemption", retries);
+        self.deps.emit_retries("redemption");
         response
     }
 }

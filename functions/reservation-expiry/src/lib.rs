@@ -32,7 +32,7 @@ impl App {
         }
         use spendguard_core::metrics;
         metrics::count(FUNCTION, metrics::RESERVATIONS_EXPIRED, released);
-        metrics::retries(FUNCTION, self.deps.store.retry_stats().take());
+        self.deps.emit_retries(FUNCTION);
         Ok(released)
     }
 

@@ -238,7 +238,7 @@ impl App {
         metrics::count("usage-ingest", metrics::EVENTS_APPLIED, report.applied);
         metrics::count("usage-ingest", metrics::EVENTS_DUPLICATE, report.duplicates);
         metrics::count("usage-ingest", metrics::EVENTS_FAILED, report.failed);
-        metrics::retries("usage-ingest", self.deps.store.retry_stats().take());
+        self.deps.emit_retries("usage-ingest");
     }
 }
 

@@ -21,7 +21,7 @@
 //! - settle: inside the usage event's own write (`store::usage`).
 
 use super::attr::{self, Item};
-use super::quota::{quota_from_item, window_attr};
+use super::quota::{quota_from_item, window_attr, QuotaStore};
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
 use super::{keys, unavailable, Claim, DynamoStore, Lease, StoredResponse};
 use crate::domain::quota::{QuotaCheck, QuotaRecord};
@@ -258,7 +258,7 @@ impl DynamoStore {
                     Err(refusal) => {
                         let record = match &learned.quota {
                             Some(_) => learned_record(learned, &req.platform)?,
-                            None => self.quota_record_of(&req.user_id, &req.platform).await?,
+                            None => self.quota_record(&req.user_id, &req.platform).await?,
                         };
                         return Ok(ReservePlan::Refused(Box::new(
                             attempt.refusal(&record, refusal),
@@ -296,21 +296,6 @@ impl DynamoStore {
             format!("{}\n{what}", self.table()).as_bytes(),
         )
         .to_string()
-    }
-
-    async fn quota_record_of(
-        &self,
-        user: &UserId,
-        platform: &Platform,
-    ) -> Result<QuotaRecord, Error> {
-        let key = keys::item_key(
-            keys::user_pk(user.as_str()),
-            keys::quota_sk(platform.as_str()),
-        );
-        match self.get_consistent(key).await? {
-            Some(item) => quota_from_item(&item),
-            None => Ok(QuotaRecord::unlimited(platform.as_str())),
-        }
     }
 
     /// One reservation (strongly consistent), `None` if unknown.
