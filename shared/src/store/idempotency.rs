@@ -124,6 +124,25 @@ fn record_item(lease: &Lease, status: &str, now: DateTime<Utc>) -> Item {
     item
 }
 
+/// The key is still this claim's to complete or give up: its token, in progress.
+const OWNED_CONDITION: &str = "#token = :token AND #status = :in_progress";
+
+/// Names of [`OWNED_CONDITION`].
+fn owned_names() -> std::collections::HashMap<String, String> {
+    [("#status", "status"), ("#token", "token")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Values of [`OWNED_CONDITION`] for the claim `token`.
+fn owned_values(token: &str) -> Item {
+    Item::from([
+        (":token".to_string(), attr::s(token)),
+        (":in_progress".to_string(), attr::s(STATUS_IN_PROGRESS)),
+    ])
+}
+
 /// Names of [`FREE_CONDITION`].
 fn free_names() -> std::collections::HashMap<String, String> {
     [
@@ -386,11 +405,9 @@ impl DynamoStore {
         let delete = Delete::builder()
             .table_name(self.table())
             .set_key(Some(key_of(lease.pk())))
-            .condition_expression("#token = :token AND #status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
-            .expression_attribute_values(":token", attr::s(token))
+            .condition_expression(OWNED_CONDITION)
+            .set_expression_attribute_names(Some(owned_names()))
+            .set_expression_attribute_values(Some(owned_values(token)))
             .build()
             .map_err(attr::build_err)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -409,11 +426,9 @@ impl DynamoStore {
             .delete_item()
             .table_name(self.table())
             .set_key(Some(key_of(lease.pk())))
-            .condition_expression("#token = :token AND #status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":in_progress", attr::s(STATUS_IN_PROGRESS))
-            .expression_attribute_values(":token", attr::s(token))
+            .condition_expression(OWNED_CONDITION)
+            .set_expression_attribute_names(Some(owned_names()))
+            .set_expression_attribute_values(Some(owned_values(token)))
             .send()
             .await;
         match result {

@@ -85,37 +85,28 @@ impl DynamoStore {
             .send()
             .await;
         let held_by = |item: &Item| attr::opt_s(item, "owner") == Some(owner.as_str());
+        // The lease as `item` (the lock after our write) shows it.
+        let lease = |item: Option<&Item>| -> Result<Option<LockLease>, Error> {
+            let version = item
+                .map(|item| attr::get_i64(item, "version"))
+                .transpose()?
+                .unwrap_or(1);
+            Ok(Some(LockLease {
+                name: name.to_string(),
+                owner: owner.clone(),
+                version,
+                until,
+            }))
+        };
         match result {
-            Ok(out) => {
-                let version = out
-                    .attributes()
-                    .map(|a| attr::get_i64(a, "version"))
-                    .transpose()?
-                    .unwrap_or(1);
-                Ok(Some(LockLease {
-                    name: name.to_string(),
-                    owner,
-                    version,
-                    until,
-                }))
-            }
+            Ok(out) => lease(out.attributes()),
             Err(e) if txn::is_condition_failed(&e) => match e.as_service_error() {
                 // Our own acquisition: it committed, its answer was lost, and
                 // the SDK's resend found the lock held, by this owner.
                 Some(UpdateItemError::ConditionalCheckFailedException(failed))
                     if failed.item().is_some_and(held_by) =>
                 {
-                    let version = failed
-                        .item()
-                        .map(|item| attr::get_i64(item, "version"))
-                        .transpose()?
-                        .unwrap_or(1);
-                    Ok(Some(LockLease {
-                        name: name.to_string(),
-                        owner,
-                        version,
-                        until,
-                    }))
+                    lease(failed.item())
                 }
                 _ => Ok(None),
             },

@@ -38,6 +38,7 @@ use aws_config::meta::region::ProvideRegion;
 use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryMode};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use std::sync::Arc;
@@ -285,11 +286,8 @@ impl DynamoStore {
     /// Every item of partition `pk` whose sort key begins with `prefix`, all
     /// pages, strongly consistent (small partitions: a user's quotas, the defaults).
     pub async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<attr::Item>, Error> {
-        let mut items = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client()
+        self.query_all(|start_key| {
+            self.client()
                 .query()
                 .table_name(self.table())
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
@@ -299,11 +297,22 @@ impl DynamoStore {
                 .expression_attribute_values(":prefix", attr::s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            start_key = page.last_evaluated_key().cloned();
-            items.extend(page.items.unwrap_or_default());
+        })
+        .await
+    }
+
+    /// Every item a query returns, all pages: `page` builds the request of
+    /// the page that starts at a key (`None`: the first).
+    pub(crate) async fn query_all(
+        &self,
+        page: impl Fn(Option<attr::Item>) -> QueryFluentBuilder,
+    ) -> Result<Vec<attr::Item>, Error> {
+        let mut items = Vec::new();
+        let mut start_key = None;
+        loop {
+            let out = page(start_key).send().await.map_err(unavailable)?;
+            start_key = out.last_evaluated_key().cloned();
+            items.extend(out.items.unwrap_or_default());
             if start_key.is_none() {
                 return Ok(items);
             }

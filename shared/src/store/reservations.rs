@@ -23,7 +23,7 @@
 use super::attr::{self, Item};
 use super::quota::{quota_from_item, window_attr, QuotaStore};
 use super::txn::{Backoff, CancelReason, Settled, SETTLE_BACKOFF};
-use super::{keys, unavailable, Claim, DynamoStore, Lease, StoredResponse};
+use super::{keys, Claim, DynamoStore, Lease, StoredResponse};
 use crate::domain::quota::{QuotaCheck, QuotaRecord};
 use crate::domain::reservation::overage;
 use crate::domain::reservation::{
@@ -342,8 +342,8 @@ impl DynamoStore {
     }
 
     /// The expiry sweep: releases every pending reservation whose `expires_at`
-    /// has passed (gsi1, one query per shard and page). Returns how many this
-    /// call released.
+    /// has passed (gsi1, one query per shard). Returns how many this call
+    /// released.
     pub async fn expire_reservations(
         &self,
         platforms: &Platforms,
@@ -351,48 +351,24 @@ impl DynamoStore {
     ) -> Result<usize, Error> {
         let mut released = 0;
         for shard in 0..PENDING_SHARDS {
-            let mut start_key = None;
-            loop {
-                let page = self
-                    .client()
-                    .query()
-                    .table_name(self.table())
-                    .index_name(keys::GSI1)
-                    .key_condition_expression("#gpk = :p AND #gsk < :now")
-                    .expression_attribute_names("#gpk", keys::GSI1_PK)
-                    .expression_attribute_names("#gsk", keys::GSI1_SK)
-                    .expression_attribute_values(":p", attr::s(pending_gsi_pk(shard)))
-                    .expression_attribute_values(
-                        ":now",
-                        attr::s(format!("{:013}", now.timestamp_millis())),
-                    )
-                    .set_exclusive_start_key(start_key)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                start_key = page.last_evaluated_key().cloned();
-                for item in page.items() {
-                    let reservation = match reservation_from_item(item, platforms) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "unreadable pending reservation");
-                            continue;
-                        }
-                    };
-                    // The index lags the table: the conditioned write decides.
-                    if reservation.status == Status::Pending && reservation.expired_at(now) {
-                        match self.release(&reservation, Status::Expired, now).await {
-                            Ok(Some(_)) => released += 1,
-                            Ok(None) => {}
-                            Err(e) => tracing::error!(
-                                reservation = %reservation.id, error = %e,
-                                "releasing an expired reservation failed; the next run retries"
-                            ),
-                        }
+            for item in self.pending_items(shard, Some(now), None).await? {
+                let reservation = match reservation_from_item(&item, platforms) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable pending reservation");
+                        continue;
                     }
-                }
-                if start_key.is_none() {
-                    break;
+                };
+                // The index lags the table: the conditioned write decides.
+                if reservation.status == Status::Pending && reservation.expired_at(now) {
+                    match self.release(&reservation, Status::Expired, now).await {
+                        Ok(Some(_)) => released += 1,
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(
+                            reservation = %reservation.id, error = %e,
+                            "releasing an expired reservation failed; the next run retries"
+                        ),
+                    }
                 }
             }
         }
@@ -408,36 +384,51 @@ impl DynamoStore {
     ) -> Result<Vec<Reservation>, Error> {
         let mut out = Vec::new();
         for shard in 0..PENDING_SHARDS {
-            let mut start_key = None;
-            loop {
-                let mut q = self
-                    .client()
-                    .query()
-                    .table_name(self.table())
-                    .index_name(keys::GSI1)
-                    .key_condition_expression("#gpk = :p")
-                    .expression_attribute_names("#gpk", keys::GSI1_PK)
-                    .expression_attribute_values(":p", attr::s(pending_gsi_pk(shard)))
-                    .set_exclusive_start_key(start_key);
-                if let Some(user) = user {
-                    q = q
-                        .filter_expression("#uid = :uid")
-                        .expression_attribute_names("#uid", "user_id")
-                        .expression_attribute_values(":uid", attr::s(user.as_str()));
-                }
-                let page = q.send().await.map_err(unavailable)?;
-                start_key = page.last_evaluated_key().cloned();
-                for item in page.items() {
-                    out.push(reservation_from_item(item, platforms)?);
-                }
-                if start_key.is_none() {
-                    break;
-                }
+            for item in self.pending_items(shard, None, user).await? {
+                out.push(reservation_from_item(&item, platforms)?);
             }
         }
         out.retain(|r| r.status == Status::Pending);
         out.sort_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
         Ok(out)
+    }
+
+    /// The pending index's entries of `shard` (all pages): those expiring
+    /// before `expired_by` if given, of `user` if given.
+    async fn pending_items(
+        &self,
+        shard: u32,
+        expired_by: Option<DateTime<Utc>>,
+        user: Option<&UserId>,
+    ) -> Result<Vec<Item>, Error> {
+        self.query_all(|start_key| {
+            let mut q = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(keys::GSI1)
+                .expression_attribute_names("#gpk", keys::GSI1_PK)
+                .expression_attribute_values(":p", attr::s(pending_gsi_pk(shard)))
+                .set_exclusive_start_key(start_key);
+            q = match expired_by {
+                Some(now) => q
+                    .key_condition_expression("#gpk = :p AND #gsk < :now")
+                    .expression_attribute_names("#gsk", keys::GSI1_SK)
+                    .expression_attribute_values(
+                        ":now",
+                        attr::s(format!("{:013}", now.timestamp_millis())),
+                    ),
+                None => q.key_condition_expression("#gpk = :p"),
+            };
+            if let Some(user) = user {
+                q = q
+                    .filter_expression("#uid = :uid")
+                    .expression_attribute_names("#uid", "user_id")
+                    .expression_attribute_values(":uid", attr::s(user.as_str()));
+            }
+            q
+        })
+        .await
     }
 
     /// Moves a pending reservation to `status` (voided / expired) and releases

@@ -250,18 +250,7 @@ impl DynamoStore {
         audit: &AuditEntry,
     ) -> Result<Vec<TransactWriteItem>, Error> {
         let mut actions = vec![
-            put_action(
-                Put::builder()
-                    .table_name(self.table())
-                    .set_item(Some(batch_item(batch, fingerprint, first)))
-                    .condition_expression("attribute_not_exists(#pk)")
-                    .expression_attribute_names("#pk", keys::PK)
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    )
-                    .build()
-                    .map_err(build_err)?,
-            ),
+            self.put_once_action(batch_item(batch, fingerprint, first))?,
             put_action(
                 Put::builder()
                     .table_name(self.table())
@@ -283,18 +272,7 @@ impl DynamoStore {
         index: usize,
         code: &GeneratedCode,
     ) -> Result<TransactWriteItem, Error> {
-        Ok(put_action(
-            Put::builder()
-                .table_name(self.table())
-                .set_item(Some(code_item(batch, index, code)))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", keys::PK)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(build_err)?,
-        ))
+        self.put_once_action(code_item(batch, index, code))
     }
 
     /// Finishes a batch found already stored: same request → its codes (writing

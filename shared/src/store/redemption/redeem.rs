@@ -526,18 +526,7 @@ impl DynamoStore {
     ) -> Result<TransactWriteItem, Error> {
         let mut item = redemption_item(redemption);
         item.insert(REQUEST_ID.into(), attr::s(request_id));
-        Ok(put_action(
-            Put::builder()
-                .table_name(self.table())
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", keys::PK)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(build_err)?,
-        ))
+        self.put_once_action(item)
     }
 
     /// The user's redemption counter moves from `read` to `read + 1`, so
