@@ -359,9 +359,10 @@ test('admin adjusts credits: check, preview, apply, then force as a second step'
   // 150 → -50 fell below the low-balance mark (100): one alert.
   const low = await waitForAlerts(admin, 'low_balance', 1)
   assert.equal(await low.locator('td:nth-child(3)').innerText(), 'Credit balance fell to -50, below 100')
-  await admin.getByTestId('reservation-id').fill(held[1].reservation_id)
+  // The screenshot shows a finished reservation beside the pending one.
+  await admin.getByTestId('reservation-id').fill(held[0].reservation_id)
   await admin.getByTestId('reservation-lookup').click()
-  await admin.getByTestId('reservation-status').getByText('Pending').waitFor()
+  await admin.getByTestId('reservation-status').getByText('Voided').waitFor()
   await shot(admin, 'admin-user')
 
   await admin.goto(`${stack.base}/admin/alerts`)
