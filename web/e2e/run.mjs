@@ -315,7 +315,7 @@ test('admin creates a batch of codes; the user redeems one and sees balance and 
   await alice.goto(`${stack.base}/me/credits`)
   await alice.getByTestId('available').getByText('150').waitFor()
   // The ledger loads on its own request: wait for the entry, then read it.
-  await alice.getByTestId('ledger').getByText('Redemption').waitFor()
+  await alice.getByTestId('ledger').getByText('Redemption', { exact: true }).waitFor()
   const row = alice.getByTestId('ledger').locator('tbody tr').first()
   assert.match(await row.innerText(), /^1\s+Redemption\s+\+150\s+0\s+150/)
   await shot(alice, 'credits')
