@@ -1255,6 +1255,7 @@ async fn sample_events_invoke_the_redemption_function() {
     for (file, count) in [
         ("redemption-list-my-redemptions.json", 1),
         ("redemption-list-my-subscriptions.json", 1),
+        ("redemption-list-user-subscriptions.json", 1),
         ("redemption-list-codes.json", 2),
     ] {
         let (status, body) = inner(&env.invoke("redemption", &sample_event(file)).await);
