@@ -135,6 +135,11 @@ fn rows() -> Vec<Row> {
             service(200),
             none,
         ),
+        row(
+            "GET /v1/admin/users/{user_id}/reservations",
+            admin(200),
+            none,
+        ),
         // credits
         row("GET /v1/me/credits", me(200), none),
         row("GET /v1/me/credits/transactions", me(200), none),
@@ -171,6 +176,11 @@ fn rows() -> Vec<Row> {
         }),
         row("GET /v1/me/redemptions", me(200), none),
         row("GET /v1/me/subscriptions", me(200), none),
+        row(
+            "GET /v1/admin/users/{user_id}/subscriptions",
+            admin(200),
+            none,
+        ),
     ]
 }
 

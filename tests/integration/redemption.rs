@@ -1221,6 +1221,7 @@ async fn sample_events_invoke_the_redemption_function() {
     for (file, count) in [
         ("redemption-list-my-redemptions.json", 1),
         ("redemption-list-my-subscriptions.json", 1),
+        ("redemption-list-user-subscriptions.json", 1),
         ("redemption-list-codes.json", 2),
     ] {
         let (status, body) = inner(&env.invoke("redemption", &sample_event(file)).await);
@@ -1448,4 +1449,69 @@ async fn the_same_key_while_the_first_still_runs_is_idempotency_key_in_use() {
         .await
         .assert_error(409, "redemption_in_progress");
     assert!(changed_keys(&before, &env.table_snapshot().await).is_empty());
+}
+
+/// `GET /v1/admin/users/{user_id}/subscriptions` answers an admin exactly what
+/// `GET /v1/me/subscriptions` answers the user, page by page.
+#[tokio::test]
+async fn an_admin_reads_a_users_subscriptions_as_the_user_does() {
+    let env = manual_env(t(2026, 3, 1, 9)).await;
+    for plan in ["basic", "pro", "team"] {
+        let code = sub_code(&env, plan, "month", 1).await;
+        redeem(&env, "ivan", &code).await.assert_status(201);
+    }
+    let pro = sub_code(&env, "pro", "month", 1).await;
+    redeem(&env, "kate", &pro).await.assert_status(201);
+    let mut cursor: Option<String> = None;
+    let mut plans = Vec::new();
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("?limit=2&cursor={c}"),
+            None => "?limit=2".to_string(),
+        };
+        let admin = env
+            .get(&format!("/v1/admin/users/ivan/subscriptions{query}"))
+            .as_admin()
+            .send()
+            .await;
+        admin.assert_status(200);
+        let own = env
+            .get(&format!("/v1/me/subscriptions{query}"))
+            .as_user("ivan")
+            .send()
+            .await;
+        own.assert_status(200);
+        assert_eq!(admin.body, own.body);
+        for s in admin.body["items"].as_array().unwrap() {
+            plans.push(s["plan_id"].as_str().unwrap().to_string());
+            assert_eq!(s["expires_at"], "2026-04-01T09:00:00Z");
+        }
+        match admin.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(plans, ["basic", "pro", "team"]);
+
+    // An unknown user has none: one empty page, the last.
+    let nobody = env
+        .admin_pages("/v1/admin/users/nobody/subscriptions?limit=5")
+        .await;
+    assert_eq!(nobody, [Vec::<Value>::new()]);
+    for (query, code) in [
+        ("users/a%20b/subscriptions", "invalid_id"),
+        ("users/ivan/subscriptions?limit=0", "invalid_request"),
+        ("users/ivan/subscriptions?cursor=zzz", "invalid_request"),
+    ] {
+        env.get(&format!("/v1/admin/{query}"))
+            .as_admin()
+            .send()
+            .await
+            .assert_error(400, code);
+    }
+    env.get("/v1/admin/users/ivan/subscriptions")
+        .as_user("ivan")
+        .send()
+        .await
+        .assert_error(403, "forbidden");
 }

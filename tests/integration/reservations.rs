@@ -688,3 +688,109 @@ async fn an_event_naming_a_reservation_id_beyond_the_calendar_applies_as_a_plain
     .await;
     assert_eq!(daily(&env, USER).await["usage_usd"], "0.25");
 }
+
+/// `GET /v1/admin/users/{user_id}/reservations`: the user's pending
+/// reservations (the CLI's read), soonest expiry first, in pages; finished
+/// ones and other users' are not listed.
+#[tokio::test]
+async fn an_admin_lists_a_users_pending_reservations_in_pages() {
+    let env = manual_env("2026-05-04T10:00:00Z").await;
+    let mut ids = Vec::new();
+    for (estimate, ttl) in [("0.3", 300), ("0.1", 60), ("0.2", 120), ("0.4", 600)] {
+        let mut body = reserve_body(USER, estimate);
+        body["ttl_seconds"] = json!(ttl);
+        ids.push(reserve_ok(&env, body).await);
+    }
+    let bobs = reserve_ok(&env, reserve_body("bob", "1")).await;
+    env.request("DELETE", &format!("/v1/quota/reservations/{}", ids[3]))
+        .as_service()
+        .send()
+        .await
+        .assert_status(200);
+    let list = |query: String| {
+        let env = &env;
+        async move {
+            let res = env
+                .get(&format!("/v1/admin/users/{USER}/reservations{query}"))
+                .as_admin()
+                .send()
+                .await;
+            res.assert_status(200);
+            res.body
+        }
+    };
+
+    let first = list("?limit=2".into()).await;
+    let items = first["items"].as_array().unwrap();
+    // Soonest expiry first: the 60 s hold, then the 120 s one.
+    assert_eq!(items.len(), 2, "{first}");
+    assert_eq!(items[0]["reservation_id"].as_str(), Some(ids[1].as_str()));
+    assert_eq!(items[1]["reservation_id"].as_str(), Some(ids[2].as_str()));
+    assert_eq!(items[0]["estimate_usd"], "0.1");
+    assert_eq!(items[0]["status"], "pending");
+    assert_eq!(items[0]["user_id"], USER);
+    assert_eq!(items[0]["expires_at"], "2026-05-04T10:01:00Z");
+    assert_eq!(items[0], get_reservation(&env, &ids[1]).await);
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second = list(format!("?limit=2&status=pending&cursor={cursor}")).await;
+    let rest: Vec<&str> = second["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reservation_id"].as_str().unwrap())
+        .collect();
+    // The voided one and bob's are not listed; the last page says so.
+    assert_eq!(rest, [ids[0].as_str()]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let whole = list(String::new()).await;
+    assert_eq!(whole["items"].as_array().unwrap().len(), 3);
+    assert!(!whole.to_string().contains(&bobs));
+
+    // A hold settled by its usage event leaves the list.
+    ingest(
+        &env,
+        &[event(
+            "settles-1",
+            USER,
+            "0.05",
+            env.clock.now(),
+            Some(&ids[1]),
+        )],
+    )
+    .await;
+    let after = list("?limit=100".into()).await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 2, "{after}");
+    assert!(!after.to_string().contains(&ids[1]));
+
+    // An unknown user has none: one empty page, the last.
+    let nobody = env
+        .admin_pages("/v1/admin/users/nobody/reservations?limit=5")
+        .await;
+    assert_eq!(nobody, [Vec::<Value>::new()]);
+
+    for (query, code) in [
+        ("status=voided", "invalid_request"),
+        ("status=sometimes", "invalid_request"),
+        ("status=", "invalid_request"),
+        ("limit=0", "invalid_request"),
+        ("cursor=zzz", "invalid_request"),
+        // A cursor of another list is not one of this list.
+        ("cursor=eyJwayI6IlVTRVIjYWxpY2UifQ", "invalid_request"),
+    ] {
+        env.get(&format!("/v1/admin/users/{USER}/reservations?{query}"))
+            .as_admin()
+            .send()
+            .await
+            .assert_error(400, code);
+    }
+    env.get("/v1/admin/users/a%20b/reservations")
+        .as_admin()
+        .send()
+        .await
+        .assert_error(400, "invalid_id");
+    env.get(&format!("/v1/admin/users/{USER}/reservations"))
+        .as_service()
+        .send()
+        .await
+        .assert_error(403, "forbidden");
+}

@@ -5,8 +5,9 @@
 //   redeems a code and sees balance and ledger change → an exhausted window
 //   shows as exhausted with its reset time → the user sees the alerts of that
 //   crossing and what pending reservations hold → admin sees the user's holds
-//   and alerts, looks a reservation up and voids it → admin adjusts credits
-//   (check, preview, apply, force), and the low-balance alert follows →
+//   and alerts, lists the pending reservations and voids one, looks a finished
+//   one up → admin sees the user's subscription, adjusts credits (check,
+//   preview, apply, force), and the low-balance alert follows →
 //   the language switch changes every visible label.
 // Screenshots of the main pages in both languages go to docs/screenshots/
 // when SPENDGUARD_SCREENSHOTS=docs (make screenshots), else to e2e/.tmp/.
@@ -79,6 +80,17 @@ async function devToken(user, role) {
   })
   assert.equal(res.status, 200)
   return (await res.json()).token
+}
+
+// A JSON request to the public API with a token; the parsed answer.
+async function api(method, path, token, body) {
+  const res = await fetch(`${stack.base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${await res.clone().text()}`)
+  return res.json()
 }
 
 // A reservation through the public API, as a forwarding service makes one.
@@ -234,28 +246,40 @@ test('the dashboard shows own alerts and what pending reservations hold', async 
   await shot(alice, 'dashboard')
 })
 
-test('admin sees a user’s holds and alerts, looks a reservation up and voids it', async () => {
+test('admin sees a user’s holds, pending reservations and alerts, and voids one', async () => {
   await admin.goto(`${stack.base}/admin/users/${USER}`)
   await admin.getByTestId('held-gemini-daily').getByText('$0.50').waitFor()
   assert.equal(await admin.getByTestId('held-gemini-monthly').innerText(), '$0.50')
   await waitForAlerts(admin, 'quota_threshold', 3)
 
+  // The pending ones, soonest expiry first (the same TTL: the older first).
+  const rows = admin.getByTestId('pending').locator('tbody tr[data-id]')
+  await rows.first().waitFor()
+  assert.deepEqual(
+    await rows.evaluateAll((rs) => rs.map((r) => r.dataset.id)),
+    held.map((r) => r.reservation_id),
+  )
+  assert.match(await rows.first().innerText(), /gemini\s+\$0\.30\s+0\s/)
+
   await admin.getByTestId('reservation-id').fill('no-such-reservation')
   await admin.getByTestId('reservation-lookup').click()
   assert.equal(await admin.getByTestId('reservation-error').innerText(), 'No reservation has this id.')
 
-  await admin.getByTestId('reservation-id').fill(held[0].reservation_id)
-  await admin.getByTestId('reservation-lookup').click()
-  assert.equal(await admin.getByTestId('reservation-status').innerText(), 'Pending')
-  assert.match(await admin.getByTestId('reservation').innerText(), /Estimate\s+\$0\.30/)
-  // Voiding is a deliberate second step.
-  await admin.getByTestId('reservation-void').click()
+  // Voiding from the list is a deliberate second step.
+  await rows.first().getByTestId('pending-void').click()
   assert.match(await admin.getByTestId('void-confirm').innerText(), /release the \$0\.30 it holds on gemini for alice/)
   await admin.getByTestId('void-yes').click()
   await admin.getByTestId('reservation-notice').getByText('Voided: the hold is released.').waitFor()
-  assert.equal(await admin.getByTestId('reservation-status').innerText(), 'Voided')
-  assert.equal(await admin.getByTestId('reservation-void').count(), 0)
+  await admin.getByTestId('pending').locator(`tr[data-id="${held[0].reservation_id}"]`).waitFor({ state: 'detached' })
+  assert.deepEqual(await rows.evaluateAll((rs) => rs.map((r) => r.dataset.id)), [held[1].reservation_id])
   await admin.getByTestId('held-gemini-daily').getByText('$0.20').waitFor()
+
+  // A finished one is not listed: it is looked up by id.
+  await admin.getByTestId('reservation-id').fill(held[0].reservation_id)
+  await admin.getByTestId('reservation-lookup').click()
+  assert.equal(await admin.getByTestId('reservation-status').innerText(), 'Voided')
+  assert.match(await admin.getByTestId('reservation').innerText(), /Estimate\s+\$0\.30/)
+  assert.equal(await admin.getByTestId('reservation-void').count(), 0)
 
   await alice.getByTestId('refresh').click()
   await win(alice, 'gemini', 'daily').getByTestId('reserved').getByText('Reserved $0.20').waitFor()
@@ -290,13 +314,32 @@ test('admin creates a batch of codes; the user redeems one and sees balance and 
 
   await alice.goto(`${stack.base}/me/credits`)
   await alice.getByTestId('available').getByText('150').waitFor()
+  // The ledger loads on its own request: wait for the entry, then read it.
+  await alice.getByTestId('ledger').getByText('Redemption', { exact: true }).waitFor()
   const row = alice.getByTestId('ledger').locator('tbody tr').first()
   assert.match(await row.innerText(), /^1\s+Redemption\s+\+150\s+0\s+150/)
   await shot(alice, 'credits')
 })
 
 test('admin adjusts credits: check, preview, apply, then force as a second step', async () => {
+  // A subscription of the user's, for the admin's view of it below.
+  const plan = await api('POST', '/v1/admin/redemption-codes', await devToken('root', 'admin'), {
+    count: 1,
+    max_uses: 1,
+    subscription: { plan_id: 'pro', unit: 'month', quantity: 1 },
+  })
+  const sub = await api('POST', '/v1/me/redemptions', await devToken(USER, 'user'), { code: plan.codes[0] })
   await admin.goto(`${stack.base}/admin/users/${USER}`)
+  const subs = admin.getByTestId('subscriptions').locator('tbody tr')
+  await subs.getByText('pro').waitFor()
+  assert.equal(await subs.count(), 1)
+  // The expiry the redemption answered, in the browser's zone.
+  const expires = await admin.evaluate(
+    (iso) => new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso)),
+    sub.subscription.expires_at,
+  )
+  assert.equal(await subs.locator('td').nth(1).innerText(), expires)
+  assert.equal(await subs.locator('.badge').innerText(), 'Active')
   await admin.getByTestId('user-available').getByText('150').waitFor()
   await admin.getByTestId('adjust-check').click()
   await admin.getByTestId('adjust-outcome').getByText('Current balance: 150.').waitFor()
@@ -318,9 +361,10 @@ test('admin adjusts credits: check, preview, apply, then force as a second step'
   // 150 → -50 fell below the low-balance mark (100): one alert.
   const low = await waitForAlerts(admin, 'low_balance', 1)
   assert.equal(await low.locator('td:nth-child(3)').innerText(), 'Credit balance fell to -50, below 100')
-  await admin.getByTestId('reservation-id').fill(held[1].reservation_id)
+  // The screenshot shows a finished reservation beside the pending one.
+  await admin.getByTestId('reservation-id').fill(held[0].reservation_id)
   await admin.getByTestId('reservation-lookup').click()
-  await admin.getByTestId('reservation-status').getByText('Pending').waitFor()
+  await admin.getByTestId('reservation-status').getByText('Voided').waitFor()
   await shot(admin, 'admin-user')
 
   await admin.goto(`${stack.base}/admin/alerts`)

@@ -32,6 +32,7 @@ export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'spendguard-e2e-'))
   const port = await freePort()
   const env = { ...process.env }
+  const secret = `e2e-${process.pid}-${Date.now()}`
   for (const k of ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL', 'SPENDGUARD_PLATFORMS', 'SPENDGUARD_TABLE', 'SPENDGUARD_WEBHOOK_URL'])
     delete env[k]
   Object.assign(env, {
@@ -39,7 +40,7 @@ export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
     SPENDGUARD_ENGINE_PORT: '0',
     SPENDGUARD_LOCAL_DATA: join(work, 'data'),
     SPENDGUARD_CONSOLE_DIR: dist,
-    SPENDGUARD_DEV_JWT_SECRET: `e2e-${process.pid}-${Date.now()}`,
+    SPENDGUARD_DEV_JWT_SECRET: secret,
     SPENDGUARD_TZ: tz,
     // Alerts at 50 / 80 / 100 % of a limit (the default) and below 100 credits.
     SPENDGUARD_ALERT_THRESHOLDS: '50 80 100',
@@ -65,6 +66,8 @@ export async function startStack({ tz = 'Asia/Shanghai' } = {}) {
   }
   return {
     base,
+    // The secret the stack's gateway verifies HS256 tokens with (its JWT authorizer).
+    secret,
     log: () => log,
     async stop() {
       child.kill('SIGTERM')

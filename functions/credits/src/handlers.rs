@@ -5,7 +5,7 @@
 use http::StatusCode;
 use lambda_http::Request;
 use spendguard_core::api::{
-    idempotency_key, json_body, json_response, path_param, query_filter, query_param,
+    idempotency_key, json_body, json_response, path_user, query_filter, query_param,
     replayed_response, request_fingerprint, Caller, HttpResult, PageRequest,
 };
 use spendguard_core::domain::audit::Actor;
@@ -21,10 +21,6 @@ use spendguard_core::{Deps, Error};
 /// same key without colliding.
 fn adjust_scope(actor: &Actor) -> String {
     format!("credits-adjust:{}", actor.id)
-}
-
-fn target_user(req: &Request) -> Result<UserId, Error> {
-    UserId::parse(&path_param(req, "user_id")?)
 }
 
 /// `GET /v1/me/credits`
@@ -45,7 +41,7 @@ pub async fn my_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpResul
 /// `GET /v1/admin/users/{user_id}/credits`
 pub async fn user_account(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
-    let user = target_user(req)?;
+    let user = path_user(req)?;
     let account = deps.store.credit_account(&user).await?;
     Ok(json_response(StatusCode::OK, &account))
 }
@@ -53,7 +49,7 @@ pub async fn user_account(deps: &Deps, caller: &Caller, req: &Request) -> HttpRe
 /// `GET /v1/admin/users/{user_id}/credits/transactions`
 pub async fn user_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
-    let user = target_user(req)?;
+    let user = path_user(req)?;
     let page = PageRequest::from_request(req)?;
     let entries = deps.store.credit_ledger(&user, &page).await?;
     Ok(json_response(StatusCode::OK, &entries))
@@ -67,7 +63,7 @@ pub async fn user_ledger(deps: &Deps, caller: &Caller, req: &Request) -> HttpRes
 /// it, completed, in the adjustment's own transaction (2 requests).
 pub async fn adjust(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     caller.require_admin()?;
-    let user = target_user(req)?;
+    let user = path_user(req)?;
     let request = AdjustRequest::from_body(json_body(req)?)?;
     let key = idempotency_key(req)?;
     let actor = Actor::from(caller);

@@ -5,7 +5,7 @@
 use http::StatusCode;
 use lambda_http::Request;
 use serde::Deserialize;
-use spendguard_core::api::{json_body, json_response, path_param, Caller, HttpResult};
+use spendguard_core::api::{json_body, json_response, path_param, path_user, Caller, HttpResult};
 use spendguard_core::domain::audit::Actor;
 use spendguard_core::domain::quota::{
     replacement_limits, DefaultsBody, DefaultsScope, LimitsEntry, QuotaCheck, QuotaDefaults,
@@ -24,10 +24,6 @@ fn user_view(deps: &Deps, user: UserId, records: &[QuotaRecord]) -> HttpResult {
         deps.config.timezone,
     );
     Ok(json_response(StatusCode::OK, &view))
-}
-
-fn path_user(req: &Request) -> Result<UserId, Error> {
-    UserId::parse(&path_param(req, "user_id")?)
 }
 
 fn path_platform(deps: &Deps, req: &Request) -> Result<Platform, Error> {

@@ -51,6 +51,9 @@ impl App {
             "DELETE /v1/quota/reservations/{reservation_id}" => {
                 reservations::void(deps, &caller, req).await
             }
+            "GET /v1/admin/users/{user_id}/reservations" => {
+                reservations::list_for_user(deps, &caller, req).await
+            }
             other => Err(Error::RouteNotFound(other.to_string())),
         }
     }

@@ -1,15 +1,17 @@
-//! `POST /v1/quota/reservations`, `GET` and `DELETE /v1/quota/reservations/{id}`:
-//! thin; the rules are in `domain::reservation`, the writes in
+//! `POST /v1/quota/reservations`, `GET` and `DELETE /v1/quota/reservations/{id}`,
+//! `GET /v1/admin/users/{user_id}/reservations`: thin; the rules are in `domain::reservation`, the writes in
 //! `store::reservations`.
 
 use http::StatusCode;
 use lambda_http::Request;
 use spendguard_core::api::{
-    idempotency_key, json_body, json_response, path_param, replayed_response, request_fingerprint,
-    Caller, HttpResult,
+    idempotency_key, json_body, json_response, path_param, path_user, query_filter,
+    replayed_response, request_fingerprint, Caller, HttpResult, Page, PageRequest,
 };
 use spendguard_core::domain::audit::Actor;
-use spendguard_core::domain::reservation::{ReservationId, ReserveRequest, ReserveWire};
+use spendguard_core::domain::reservation::{
+    listed_status, Reservation, ReservationId, ReserveRequest, ReserveWire,
+};
 use spendguard_core::store::reservations::ReserveOutcome;
 use spendguard_core::store::Lease;
 use spendguard_core::{metrics, Deps, Error};
@@ -83,4 +85,27 @@ pub async fn void(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
         .void_reservation(&id, &deps.config.platforms, deps.clock.now())
         .await?;
     Ok(json_response(StatusCode::OK, &r.view()))
+}
+
+/// `GET /v1/admin/users/{user_id}/reservations?status=pending&limit=&cursor=`:
+/// the user's pending reservations, soonest expiry first. They are few (each
+/// expires within the hour), so the store reads them whole and this pages them.
+pub async fn list_for_user(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    let user = path_user(req)?;
+    // Sent, even empty, the filter is parsed; pending is all there is to list.
+    query_filter(req, "status", listed_status)?;
+    let page = PageRequest::from_request(req)?;
+    let pending = deps
+        .store
+        .pending_reservations(Some(&user), &deps.config.platforms)
+        .await?;
+    let page = Page::of_all(pending, &page, Reservation::expiry_order_key)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Page {
+            items: page.items.iter().map(Reservation::view).collect::<Vec<_>>(),
+            next_cursor: page.next_cursor,
+        },
+    ))
 }

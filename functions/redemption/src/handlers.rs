@@ -9,11 +9,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spendguard_core::api::response::IDEMPOTENT_REPLAYED;
 use spendguard_core::api::{
-    idempotency_key, json_body, json_response, path_param, query_filter, replayed_response,
-    request_fingerprint, Caller, HttpResult, Page, PageRequest,
+    idempotency_key, json_body, json_response, path_param, path_user, query_filter,
+    replayed_response, request_fingerprint, Caller, HttpResult, Page, PageRequest,
 };
 use spendguard_core::domain::audit::Actor;
 use spendguard_core::domain::redemption::{BatchId, CodeKey, CodeStatus, CreateCodesBody};
+use spendguard_core::domain::UserId;
 use spendguard_core::store::{CodeFilter, RedeemOutcome, RedeemRequest};
 use spendguard_core::{Deps, Error};
 
@@ -169,6 +170,16 @@ pub async fn my_redemptions(deps: &Deps, caller: &Caller, req: &Request) -> Http
 /// (`active: false`).
 pub async fn my_subscriptions(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
     let user = caller.require_user()?;
+    subscriptions(deps, user, req).await
+}
+
+/// `GET /v1/admin/users/{user_id}/subscriptions`: the same list, of any user.
+pub async fn user_subscriptions(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult {
+    caller.require_admin()?;
+    subscriptions(deps, &path_user(req)?, req).await
+}
+
+async fn subscriptions(deps: &Deps, user: &UserId, req: &Request) -> HttpResult {
     let page = PageRequest::from_request(req)?;
     let now = deps.clock.now();
     let subs = deps.store.list_subscriptions(user, &page).await?;

@@ -23,6 +23,9 @@ impl App {
             "POST /v1/me/redemptions" => handlers::redeem(deps, &caller, req).await,
             "GET /v1/me/redemptions" => handlers::my_redemptions(deps, &caller, req).await,
             "GET /v1/me/subscriptions" => handlers::my_subscriptions(deps, &caller, req).await,
+            "GET /v1/admin/users/{user_id}/subscriptions" => {
+                handlers::user_subscriptions(deps, &caller, req).await
+            }
             "POST /v1/admin/redemption-codes" => handlers::create_codes(deps, &caller, req).await,
             "GET /v1/admin/redemption-codes" => handlers::list_codes(deps, &caller, req).await,
             "GET /v1/admin/redemption-codes/{code}" => handlers::get_code(deps, &caller, req).await,

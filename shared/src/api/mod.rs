@@ -11,8 +11,8 @@ pub use crate::paging::{Cursor, Page, PageRequest};
 pub use auth::Caller;
 pub use function::{run_http, HttpFunction};
 pub use request::{
-    idempotency_key, is_valid_idempotency_key, json_body, path_param, query_filter, query_param,
-    request_fingerprint, route_key, MAX_BODY_BYTES,
+    idempotency_key, is_valid_idempotency_key, json_body, path_param, path_user, query_filter,
+    query_param, request_fingerprint, route_key, MAX_BODY_BYTES,
 };
 pub use response::{
     error_response, json_response, replayed_response, respond, HttpResponse, HttpResult,

@@ -1,6 +1,7 @@
 //! Reading requests: route key, path and query parameters, JSON bodies.
 
 use crate::domain::idempotency::Fingerprint;
+use crate::domain::UserId;
 use crate::error::Error;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
@@ -23,6 +24,11 @@ pub fn path_param(req: &Request, name: &str) -> Result<String, Error> {
         .and_then(|p| p.first(name))
         .map(str::to_string)
         .ok_or_else(|| Error::InvalidRequest(format!("missing path parameter {name}")))
+}
+
+/// The `{user_id}` of an admin route about one user.
+pub fn path_user(req: &Request) -> Result<UserId, Error> {
+    UserId::parse(&path_param(req, "user_id")?)
 }
 
 pub fn query_param(req: &Request, name: &str) -> Option<String> {

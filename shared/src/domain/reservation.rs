@@ -75,6 +75,21 @@ impl Status {
     }
 }
 
+/// `?status=` of a user's reservation list. Only pending reservations are
+/// listed: they are the ones indexed (gsi1); a finished one leaves the index
+/// and is read by its id.
+pub fn listed_status(text: &str) -> Result<Status, Error> {
+    match Status::parse(text) {
+        Some(Status::Pending) => Ok(Status::Pending),
+        Some(other) => Err(Error::InvalidRequest(format!(
+            "status {other} is not listed: only pending reservations are (read a finished one by its id)"
+        ))),
+        None => Err(Error::InvalidRequest(format!(
+            "status {text:?} is not one of pending, settled, voided, expired"
+        ))),
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -306,6 +321,12 @@ impl Reservation {
     /// Whether a pending reservation has run past its expiry at `now`.
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
         now >= self.expires_at
+    }
+
+    /// Where a reservation sorts in a list of pending ones: soonest expiry
+    /// first, then by id (the order of the pending index).
+    pub fn expiry_order_key(&self) -> String {
+        format!("{:013}#{}", self.expires_at.timestamp_millis(), self.id)
     }
 
     pub fn view(&self) -> ReservationView {

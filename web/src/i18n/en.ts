@@ -181,14 +181,12 @@ export default {
   },
   users: {
     title: 'Users',
-    intro: 'Open a user by id to see and manage their quotas, reservations, credits and alerts.',
+    intro: 'Open a user by id to see and manage their quotas, reservations, credits, alerts and subscriptions.',
     userId: 'User id',
     open: 'Open',
     quotas: 'Quotas',
     manage: 'Manage quotas',
     credits: 'Credits',
-    subscriptionsNote:
-      'The API has no route to read another user’s subscriptions: each user sees their own under Subscriptions (GET /v1/me/subscriptions). Which plan a code granted to whom is in that code’s redemptions, under Redemption codes.',
   },
   modal: {
     title: 'Quotas of {user}',
@@ -285,8 +283,12 @@ export default {
     noHolds: 'Nothing is held now.',
     id: 'Reservation id',
     lookUp: 'Look up',
-    listNote:
-      'The API lists no user’s reservations: look one up by the id the reserving service received. (The operator CLI lists them: spendguard-admin reservations pending USER.)',
+    listNote: 'Finished reservations (settled, voided, expired) are not listed: look one up by the id the reserving service received.',
+    pending: 'Pending reservations',
+    nonePending: 'No pending reservations.',
+    action: 'Action',
+    voidOne: 'Void reservation {id}',
+    lookUpTitle: 'Look up a reservation',
     otherUser: 'This reservation belongs to {user}.',
     status: 'Status',
     statuses: { pending: 'Pending', settled: 'Settled', voided: 'Voided', expired: 'Expired' },
