@@ -5,9 +5,10 @@
 
 use crate::costs::bare_update;
 use crate::table::Row;
+use crate::untokened::world_untokened;
 use serde_json::json;
 use spendguard_core::store::keys;
-use spendguard_tests::costs::{set_quota, world, PLATFORM};
+use spendguard_tests::costs::{set_quota, PLATFORM};
 use spendguard_tests::TestResponse;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ impl Answer for TestResponse {
 }
 
 pub async fn run(n: usize) -> Vec<Row> {
-    let (env, _) = world(false).await;
+    let env = world_untokened().await;
     let user = "bench-user";
     set_quota(&env, user).await;
     let key = keys::item_key(keys::user_pk(user), keys::quota_sk(PLATFORM));

@@ -20,6 +20,7 @@ mod naive;
 mod paper;
 mod table;
 mod throughput;
+mod untokened;
 
 use std::time::Instant;
 

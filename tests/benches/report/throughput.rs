@@ -6,8 +6,9 @@
 
 use crate::naive;
 use crate::table::{thousands, Row};
+use crate::untokened::world_untokened;
 use serde_json::{json, Value};
-use spendguard_tests::costs::{event, now, set_quota, world, PLATFORM};
+use spendguard_tests::costs::{event, now, set_quota, PLATFORM};
 use spendguard_tests::{sqs_event, TestEnv};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -49,7 +50,7 @@ fn bodies(events: usize, users: usize, tag: &str) -> Vec<Value> {
 
 /// A fresh world with one warm event per user (the quota items exist).
 async fn warm_world(users: usize) -> Arc<TestEnv> {
-    let (env, _) = world(false).await;
+    let env = world_untokened().await;
     let warm = bodies(users, users, "warm");
     for chunk in warm.chunks(100) {
         spendguard_tests::costs::ingest(&env, chunk).await;
@@ -135,7 +136,7 @@ async fn handler(events: usize, users: usize, batch: usize) -> Rate {
 }
 
 async fn naive_rate(events: usize, users: usize) -> Rate {
-    let (env, _) = world(false).await;
+    let env = world_untokened().await;
     rate(
         Arc::new(env),
         bodies(events, users, "n"),
@@ -203,7 +204,7 @@ pub async fn run(events: usize, admissions: usize) -> Throughput {
 
 /// Reservations of one hot user per second beside plain checks of it, one run.
 async fn reservations(n: usize, ingest_rows: &[Row]) -> Vec<Row> {
-    let (env, _) = world(false).await;
+    let env = world_untokened().await;
     let env = Arc::new(env);
     set_quota(&env, "hot").await;
     let check = json!({"user_id": "hot", "platform": PLATFORM});
