@@ -124,7 +124,9 @@ fn cold_start(
         }
         let (answered, ok, body) = match arrivals.recv_timeout(WAIT) {
             Ok(Arrival::Answer(at, ok, body)) => (at, ok, body),
-            Ok(Arrival::Next(..)) => return Err(format!("{name}: asked for another event before answering")),
+            Ok(Arrival::Next(..)) => {
+                return Err(format!("{name}: asked for another event before answering"))
+            }
             Err(_) => return Err(format!("{name}: no answer within 20 s")),
         };
         let peak = peak_rss_kb(pid).ok_or("no /proc status")?;
@@ -208,7 +210,13 @@ fn main() {
         .iter()
         .map(|b| {
             let m = |i: usize| median(&b.runs.iter().map(|r| r[i]).collect::<Vec<_>>());
-            [b.size as f64 / 1e6, m(0), m(1) / 1024.0, m(2), m(3) / 1024.0]
+            [
+                b.size as f64 / 1e6,
+                m(0),
+                m(1) / 1024.0,
+                m(2),
+                m(3) / 1024.0,
+            ]
         })
         .collect();
     let (bare, sdk) = (stats[0], stats[1]);
@@ -218,7 +226,17 @@ fn main() {
     );
     println!(
         "{:<14} {:>8} {:>6} {:>8} {:>6} {:>7} {:>6} {:>9} {:>6} {:>8} {:>6}  targets",
-        "binary", "size MB", "xsdk", "init ms", "xsdk", "RSS MB", "xsdk", "1st inv ms", "xsdk", "peak MB", "xsdk"
+        "binary",
+        "size MB",
+        "xsdk",
+        "init ms",
+        "xsdk",
+        "RSS MB",
+        "xsdk",
+        "1st inv ms",
+        "xsdk",
+        "peak MB",
+        "xsdk"
     );
     for (b, s) in binaries.iter().zip(&stats) {
         let verdict: Vec<String> = ["size", "init", "RSS"]

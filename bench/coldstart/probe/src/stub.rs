@@ -72,10 +72,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &str) -> bool {
-    let mut text = format!(
-        "HTTP/1.1 {status}\r\ncontent-length: {}\r\n",
-        body.len()
-    );
+    let mut text = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -151,7 +148,10 @@ pub fn hand_out(mut stream: TcpStream, name: &str, event: &str) -> bool {
                 "lambda-runtime-invoked-function-arn",
                 format!("arn:aws:lambda:us-east-1:000000000000:function:{name}"),
             ),
-            ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".into()),
+            (
+                "lambda-runtime-trace-id",
+                "Root=1-00000000-000000000000000000000000".into(),
+            ),
         ],
         event,
     )
