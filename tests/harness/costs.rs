@@ -120,6 +120,39 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// The most requests `self` may cost per operation (per event for the
+    /// batches), and why: its budget where a document sets one, otherwise
+    /// what the design sends. `tests/integration/costs.rs` asserts it for every
+    /// row of `make bench`'s section 1, so a regression fails CI; the report's
+    /// target column shows only the documents' budgets.
+    pub fn ceiling(self) -> (f64, &'static str) {
+        if let Some(budget) = self.budget() {
+            return budget;
+        }
+        match self {
+            Operation::UsageEventRollover => (
+                2.0,
+                "design: the write meeting a new window fails its condition once, learns the stored starts from ALL_OLD and writes again",
+            ),
+            // 1,000 events in writes of at most 99 (100 actions per transaction).
+            Operation::UsageBatch1000 => (
+                11.0 / 1000.0,
+                "design: one write per 99 events of a user",
+            ),
+            Operation::ListLedger | Operation::ListAudit | Operation::ListAlerts => {
+                (1.0, "design: one Query per page")
+            }
+            Operation::ListCodes => (2.0, "design: the newest batch, then its codes"),
+            Operation::ListRedemptions => (
+                2.0,
+                "design: the code (404 when unknown), then its redemptions",
+            ),
+            _ => unreachable!("every other operation has a budget"),
+        }
+    }
+}
+
 /// Counts over `ops` operations (events, for the usage rows).
 #[derive(Clone, Copy, Debug)]
 pub struct Cost {

@@ -88,6 +88,20 @@ fn local_engine(what: &str) -> Option<&'static str> {
     }
 }
 
+/// The local engine's URL (embedded or [`ENV_TEST_ENDPOINT`]); `None`
+/// against an endpoint with real AWS credentials.
+pub fn local_engine_url() -> Option<&'static str> {
+    match engine() {
+        Engine::Local(url) => Some(url),
+        Engine::FromEnv => None,
+    }
+}
+
+/// A table name no other test uses.
+pub fn fresh_table() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Describes which engine the suite runs against (printed by tests that care).
 pub fn engine_description() -> String {
     match engine() {
@@ -152,7 +166,7 @@ impl TestEnv {
         clock: Clock,
         endpoint: Option<&str>,
     ) -> Self {
-        let table = format!("t{}", uuid::Uuid::new_v4().simple());
+        let table = fresh_table();
         let mut config = Config::for_table(&table);
         configure(&mut config);
         let store = match (endpoint, engine()) {
@@ -160,6 +174,17 @@ impl TestEnv {
             (None, Engine::Local(url)) => DynamoStore::for_local_endpoint(url, &table),
             (None, Engine::FromEnv) => DynamoStore::from_env(&config).await,
         };
+        Self::with_config(store, config, clock).await
+    }
+
+    /// Default configuration over `store`, whose client the caller built for
+    /// the local engine ([`local_engine_url`]) on a table of [`fresh_table`]'s.
+    pub async fn over(store: DynamoStore, clock: Clock) -> Self {
+        let config = Config::for_table(store.table());
+        Self::with_config(store, config, clock).await
+    }
+
+    async fn with_config(store: DynamoStore, config: Config, clock: Clock) -> Self {
         ensure_tables(&store, &config)
             .await
             .expect("test tables are created");

@@ -1,5 +1,6 @@
-//! Request budgets, counted (not timed): each operation in its steady state
-//! against the budget of the contract and of the "Lean core" issue
+//! Request budgets, counted (not timed): every operation of `make bench`'s
+//! section 1 in its steady state against the budget of the contract and of
+//! the "Lean core" issue, or where none is set, against what the design sends
 //! (`spendguard_tests::costs`, which `make bench` reports from too). Requests
 //! are what the code sends; the SDK's own retries (attempts) are counted
 //! apart and not held against the budget, so a loaded machine cannot fail
@@ -8,12 +9,12 @@
 use spendguard_tests::costs::{measure, Operation};
 
 async fn within_budget(op: Operation) {
-    let (budget, source) = op.budget().expect("a budgeted operation");
+    let (budget, source) = op.ceiling();
     let cost = measure(op, false).await;
     assert!(cost.attempts >= cost.requests);
     assert!(
         cost.requests_per_op() <= budget + 1e-9,
-        "{}: {:.3} requests per operation over {} ({} budget {budget})",
+        "{}: {:.3} requests per operation over {} (ceiling {budget}: {})",
         op.name(),
         cost.requests_per_op(),
         cost.ops,
@@ -75,6 +76,41 @@ async fn a_redemption_with_a_key_costs_at_most_three_requests() {
 async fn a_refused_redemption_costs_at_most_four_requests() {
     within_budget(Operation::RedeemRefusedUnknown).await;
     within_budget(Operation::RedeemRefusedExhausted).await;
+}
+
+// The rows of `make bench`'s section 1 that no document budgets: held at
+// what the design sends (`Operation::ceiling`).
+
+#[tokio::test]
+async fn an_event_at_a_window_rollover_costs_at_most_two_requests() {
+    within_budget(Operation::UsageEventRollover).await;
+}
+
+#[tokio::test]
+async fn a_thousand_events_of_one_user_cost_one_write_per_99() {
+    within_budget(Operation::UsageBatch1000).await;
+}
+
+#[tokio::test]
+async fn an_admin_page_costs_one_query_or_two_requests_where_it_reads_its_parent() {
+    for op in [
+        Operation::ListLedger,
+        Operation::ListAudit,
+        Operation::ListAlerts,
+        Operation::ListCodes,
+        Operation::ListRedemptions,
+    ] {
+        within_budget(op).await;
+    }
+}
+
+/// Every row of the report is held to a ceiling by a test of this file.
+#[test]
+fn every_operation_has_a_ceiling() {
+    for op in Operation::ALL {
+        let (ceiling, why) = op.ceiling();
+        assert!(ceiling > 0.0 && !why.is_empty(), "{}", op.name());
+    }
 }
 
 /// Every operation runs to completion through the metering proxy, and the

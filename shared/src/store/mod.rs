@@ -148,7 +148,7 @@ impl DynamoStore {
             .retry_config(retry_config(|var| std::env::var(var).ok()))
             .credentials_provider(EnvironmentVariableCredentialsProvider::new());
         builder.set_endpoint_url(endpoint_url_from_env());
-        Self::with_builder(builder, &config.table_name)
+        Self::from_config(builder, &config.table_name)
     }
 
     /// Endpoint, region and credentials from the standard AWS configuration
@@ -164,13 +164,19 @@ impl DynamoStore {
         if sdk.region().is_none() {
             builder = builder.region(Region::new(FALLBACK_REGION));
         }
-        Self::with_builder(builder, &config.table_name)
+        Self::from_config(builder, &config.table_name)
     }
 
     /// A client for a DynamoDB-compatible engine at `endpoint` with placeholder
     /// credentials (local engines accept any).
     pub fn for_local_endpoint(endpoint: &str, table: &str) -> Self {
-        let builder = aws_sdk_dynamodb::config::Builder::new()
+        Self::from_config(Self::local_endpoint_config(endpoint), table)
+    }
+
+    /// The SDK configuration of [`Self::for_local_endpoint`], for a caller that
+    /// adds to it (the benchmarks add an interceptor) before [`Self::from_config`].
+    pub fn local_endpoint_config(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
+        aws_sdk_dynamodb::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http_client())
             .endpoint_url(endpoint)
@@ -181,11 +187,12 @@ impl DynamoStore {
                 None,
                 None,
                 "spendguard-local",
-            ));
-        Self::with_builder(builder, table)
+            ))
     }
 
-    fn with_builder(builder: aws_sdk_dynamodb::config::Builder, table: &str) -> Self {
+    /// A store on `table` over a client built from `builder`, with the
+    /// store's own interceptors (request counts, open outcomes) added.
+    pub fn from_config(builder: aws_sdk_dynamodb::config::Builder, table: &str) -> Self {
         let stats = Arc::new(RequestStats::default());
         let open_outcomes = Arc::new(txn::OpenOutcomes::default());
         let client = Client::from_conf(
