@@ -6,7 +6,6 @@
 //! The budgets are the contract's (the API's request budget) and the "Lean
 //! core" issue's targets, copied here as numbers.
 
-use crate::scenario::sqs_batch;
 use crate::{Meter, Tally, TestEnv};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -228,21 +227,6 @@ pub fn event(id: &str, user: &str, at: DateTime<Utc>) -> Value {
     })
 }
 
-/// Applies one batch; panics if any event failed.
-pub async fn ingest(env: &TestEnv, events: &[Value]) {
-    let outcome = env
-        .gateway
-        .functions()
-        .usage_ingest
-        .process(sqs_batch(events))
-        .await;
-    assert!(
-        outcome.response.batch_item_failures.is_empty(),
-        "{} events failed",
-        outcome.response.batch_item_failures.len()
-    );
-}
-
 /// Daily, weekly and monthly limits far above what a measurement spends.
 pub async fn set_quota(env: &TestEnv, user: &str) {
     env.put(&format!("/v1/admin/users/{user}/quotas"))
@@ -351,22 +335,23 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
                 }
                 e
             };
-            ingest(env, &[ev(0)]).await;
+            env.ingest_all(&[ev(0)]).await;
             let mark = Mark::new(env, meter);
             for i in 1..=10 {
-                ingest(env, &[ev(i)]).await;
+                env.ingest_all(&[ev(i)]).await;
             }
             mark.cost(10)
         }
         Operation::UsageEventRollover => {
             set_quota(env, user).await;
-            ingest(env, &[event("e-0", user, t)]).await;
+            env.ingest_all(&[event("e-0", user, t)]).await;
             let mut cost: Option<Cost> = None;
             for day in 1..=3 {
                 let at = t + Duration::days(day);
                 env.clock.set(at);
                 let mark = Mark::new(env, meter);
-                ingest(env, &[event(&format!("e-{day}"), user, at)]).await;
+                env.ingest_all(&[event(&format!("e-{day}"), user, at)])
+                    .await;
                 cost = Some(add(cost, mark.cost(1)));
             }
             cost.expect("measured")
@@ -392,10 +377,10 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
                     })
                     .collect()
             };
-            ingest(env, &batch(0)).await;
+            env.ingest_all(&batch(0)).await;
             let mark = Mark::new(env, meter);
             for b in 1..=batches {
-                ingest(env, &batch(b)).await;
+                env.ingest_all(&batch(b)).await;
             }
             mark.cost(size * batches)
         }
@@ -410,7 +395,7 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
         }
         Operation::ReservationSettle | Operation::ReservationVoid => {
             set_quota(env, user).await;
-            ingest(env, &[event("warm", user, t)]).await;
+            env.ingest_all(&[event("warm", user, t)]).await;
             let mut cost: Option<Cost> = None;
             for i in 0..5 {
                 let id = reserve(env, user).await;
@@ -418,7 +403,7 @@ pub async fn measure(op: Operation, metered: bool) -> Cost {
                 if op == Operation::ReservationSettle {
                     let mut e = event(&format!("s-{i}"), user, t);
                     e["reservation_id"] = id.into();
-                    ingest(env, &[e]).await;
+                    env.ingest_all(&[e]).await;
                 } else {
                     env.request("DELETE", &format!("/v1/quota/reservations/{id}"))
                         .as_service()

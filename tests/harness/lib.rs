@@ -378,6 +378,23 @@ impl TestEnv {
         entries
     }
 
+    /// Delivers `events` to usage-ingest as one SQS batch; panics naming the
+    /// failed messages if any.
+    pub async fn ingest_all(&self, events: &[Value]) {
+        let outcome = self
+            .gateway
+            .functions()
+            .usage_ingest
+            .process(crate::scenario::sqs_batch(events))
+            .await;
+        assert!(
+            outcome.response.batch_item_failures.is_empty(),
+            "failed: {:?}; {:?}",
+            outcome.response.batch_item_failures,
+            outcome.report
+        );
+    }
+
     /// Invokes a function through the Lambda Invoke API with a raw event.
     pub async fn invoke(&self, function: &str, event: &Value) -> TestResponse {
         TestResponse::from(

@@ -12,7 +12,6 @@
 //! - every `GET /v1/me/*` answers A's own data to A (one of A's markers is in
 //!   the body) and none of it to anyone else.
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 use spendguard_local::streams::{self, StreamReader};
 use spendguard_local::template::Template;
@@ -211,15 +210,7 @@ impl Fixture {
             "event_id": "authz-usage-1", "user_id": A, "platform": PLATFORM,
             "cost_usd": A_USAGE, "occurred_at": chrono::Utc::now().to_rfc3339(),
         });
-        let batch: SqsEvent = serde_json::from_value(json!({"Records": [{
-            "messageId": "authz-m-1", "receiptHandle": "rh", "body": event.to_string(),
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-            "eventSource": "aws:sqs", "awsRegion": "us-east-1",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:spendguard-billing",
-        }]}))
-        .unwrap();
-        let outcome = env.gateway.functions().usage_ingest.process(batch).await;
-        assert!(outcome.response.batch_item_failures.is_empty());
+        env.ingest_all(&[event]).await;
         // The alert of that crossing, from the change stream.
         let app = alerts::App::new(env.deps(), alerts::delivery::EventSink::Log, None);
         let reader = StreamReader::for_store(&env.store).await.expect("stream");

@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use spendguard_core::domain::Usd;
 use spendguard_core::Clock;
-use spendguard_tests::scenario::{sqs_batch, sqs_messages, usage_event};
+use spendguard_tests::scenario::{sqs_messages, usage_event};
 use spendguard_tests::{Fault, FaultProxy, TestEnv, TestRequest, TestResponse};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -133,13 +133,7 @@ async fn a_usage_batch_killed_mid_way_then_redelivered_applies_each_event_once()
                 usage.insert((user.into(), platform.into()), Usd::from_atoms(100_000_000));
             }
         }
-        let outcome = env
-            .gateway
-            .functions()
-            .usage_ingest
-            .process(sqs_batch(&warm_up))
-            .await;
-        assert!(outcome.response.batch_item_failures.is_empty());
+        env.ingest_all(&warm_up).await;
         // Several writes: per user and platform, and each event with credits
         // or settling a reservation alone.
         let mut messages: Vec<(String, Value)> = Vec::new();

@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use spendguard_core::Clock;
 use spendguard_tests::invariants::{report, Item, Kind};
-use spendguard_tests::scenario::{sqs_batch, usage_event};
+use spendguard_tests::scenario::usage_event;
 use spendguard_tests::TestEnv;
 
 const USER: &str = "alice";
@@ -78,13 +78,7 @@ async fn scenario() -> TestEnv {
         usage_event("e-2", USER, "openai", "0.25", now),
         with_credits,
     ];
-    let outcome = env
-        .gateway
-        .functions()
-        .usage_ingest
-        .process(sqs_batch(&events))
-        .await;
-    assert!(outcome.response.batch_item_failures.is_empty());
+    env.ingest_all(&events).await;
     env
 }
 

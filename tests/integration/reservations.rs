@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use spendguard_core::Clock;
-use spendguard_tests::scenario::sqs_batch;
 use spendguard_tests::TestEnv;
 use std::sync::Arc;
 
@@ -67,21 +66,6 @@ fn event(id: &str, user: &str, cost: &str, at: DateTime<Utc>, reservation: Optio
     e
 }
 
-/// Applies the events (one SQS batch); asserts none failed.
-async fn ingest(env: &TestEnv, events: &[Value]) {
-    let outcome = env
-        .gateway
-        .functions()
-        .usage_ingest
-        .process(sqs_batch(events))
-        .await;
-    assert!(
-        outcome.response.batch_item_failures.is_empty(),
-        "failed: {:?}",
-        outcome.response.batch_item_failures
-    );
-}
-
 async fn daily(env: &TestEnv, user: &str) -> Value {
     let check = env
         .post("/v1/quota/check")
@@ -115,7 +99,7 @@ async fn a_burst_of_500_reservations_admits_exactly_what_fits_and_settles_exactl
         .map(|(i, r)| event(&format!("e-{i}"), USER, "0.07", now, Some(r)))
         .collect();
     for chunk in events.chunks(10) {
-        ingest(&env, chunk).await;
+        env.ingest_all(chunk).await;
     }
     let d = daily(&env, USER).await;
     assert_eq!(d["usage_usd"], "7", "exactly $7.00");
@@ -168,7 +152,7 @@ async fn the_same_burst_through_the_plain_check_overshoots_the_cap() {
         .map(|i| event(&format!("p-{i}"), USER, "0.10", now, None))
         .collect();
     for chunk in events.chunks(10) {
-        ingest(&env, chunk).await;
+        env.ingest_all(chunk).await;
     }
     let d = daily(&env, USER).await;
     let usage: f64 = d["usage_usd"].as_str().unwrap().parse().unwrap();
@@ -245,11 +229,8 @@ async fn void_twice_is_200_then_409_and_a_settle_after_it_applies_as_a_plain_eve
     );
 
     // The gateway's usage event still arrives: applied as a plain event.
-    ingest(
-        &env,
-        &[event("v-1", USER, "1.5", env.clock.now(), Some(&id))],
-    )
-    .await;
+    env.ingest_all(&[event("v-1", USER, "1.5", env.clock.now(), Some(&id))])
+        .await;
     let d = daily(&env, USER).await;
     assert_eq!(
         (d["usage_usd"].clone(), d["reserved_usd"].clone()),
@@ -257,22 +238,16 @@ async fn void_twice_is_200_then_409_and_a_settle_after_it_applies_as_a_plain_eve
     );
     assert_eq!(get_reservation(&env, &id).await["status"], "voided");
     // Unknown ids too.
-    ingest(
-        &env,
-        &[event(
-            "v-2",
-            USER,
-            "1",
-            env.clock.now(),
-            Some("rsv-1-2-0-nope"),
-        )],
-    )
+    env.ingest_all(&[event(
+        "v-2",
+        USER,
+        "1",
+        env.clock.now(),
+        Some("rsv-1-2-0-nope"),
+    )])
     .await;
-    ingest(
-        &env,
-        &[event("v-3", USER, "1", env.clock.now(), Some("not-ours"))],
-    )
-    .await;
+    env.ingest_all(&[event("v-3", USER, "1", env.clock.now(), Some("not-ours"))])
+        .await;
     assert_eq!(daily(&env, USER).await["usage_usd"], "3.5");
     env.get("/v1/quota/reservations/not-ours")
         .as_service()
@@ -297,7 +272,7 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
 
     let e = event("s-1", USER, "1.25", env.clock.now(), Some(&id));
     let before = env.store.stats().requests();
-    ingest(&env, std::slice::from_ref(&e)).await;
+    env.ingest_all(std::slice::from_ref(&e)).await;
     assert_eq!(
         env.store.stats().requests() - before,
         1,
@@ -307,7 +282,7 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let (env, e) = (env.clone(), e.clone());
-        tasks.spawn(async move { ingest(&env, &[e.clone(), e]).await });
+        tasks.spawn(async move { env.ingest_all(&[e.clone(), e]).await });
     }
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
@@ -327,8 +302,8 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
     let b = event("c-b", USER, "0.5", env.clock.now(), Some(&other));
     let (ea, eb) = (env.clone(), env.clone());
     let (ra, rb) = tokio::join!(
-        tokio::spawn(async move { ingest(&ea, &[a]).await }),
-        tokio::spawn(async move { ingest(&eb, &[b]).await })
+        tokio::spawn(async move { ea.ingest_all(&[a]).await }),
+        tokio::spawn(async move { eb.ingest_all(&[b]).await })
     );
     ra.unwrap();
     rb.unwrap();
@@ -345,7 +320,8 @@ async fn redelivered_and_concurrent_settle_events_apply_once_and_settling_adds_n
 async fn the_expiry_function_releases_unsettled_holds_and_nothing_else() {
     let env = manual_env("2026-11-21T10:00:00Z").await;
     set_daily_limit(&env, USER, json!("10")).await;
-    ingest(&env, &[event("x-0", USER, "2", env.clock.now(), None)]).await;
+    env.ingest_all(&[event("x-0", USER, "2", env.clock.now(), None)])
+        .await;
     let id = reserve_ok(
         &env,
         json!({"user_id": USER, "platform": PLATFORM, "estimate_usd": "3", "ttl_seconds": 10}),
@@ -376,16 +352,13 @@ async fn the_expiry_function_releases_unsettled_holds_and_nothing_else() {
         .await
         .assert_error(409, "reservation_not_pending");
     // Its late usage event: a plain event.
-    ingest(
-        &env,
-        &[event(
-            "x-1",
-            USER,
-            "3",
-            at("2026-11-21T10:00:05Z"),
-            Some(&id),
-        )],
-    )
+    env.ingest_all(&[event(
+        "x-1",
+        USER,
+        "3",
+        at("2026-11-21T10:00:05Z"),
+        Some(&id),
+    )])
     .await;
     let d = daily(&env, USER).await;
     assert_eq!(
@@ -442,7 +415,7 @@ async fn credit_holds_never_exceed_the_balance_and_only_settlement_writes_the_le
     // Settle one consuming 7 credits: a consume entry; its hold of 10 is released.
     let mut e = event("cr-1", USER, "0.01", env.clock.now(), Some(&admitted[0]));
     e["credits"] = json!(7);
-    ingest(&env, &[e]).await;
+    env.ingest_all(&[e]).await;
     let ledger = env.full_ledger(USER).await;
     assert_eq!(ledger.len(), 2);
     let consume: Vec<&Value> = ledger.iter().filter(|e| e["type"] == "consume").collect();
@@ -513,16 +486,13 @@ async fn defined_outcomes_rollover_limits_reset_no_item_unlimited_disabled() {
     assert_eq!(daily(&env, USER).await["reserved_usd"], "0");
     let new = reserve_ok(&env, reserve_body(USER, "9")).await;
     // The old hold settles with yesterday's event: the new day is untouched.
-    ingest(
-        &env,
-        &[event(
-            "r-1",
-            USER,
-            "8",
-            at("2026-11-21T23:59:55Z"),
-            Some(&old),
-        )],
-    )
+    env.ingest_all(&[event(
+        "r-1",
+        USER,
+        "8",
+        at("2026-11-21T23:59:55Z"),
+        Some(&old),
+    )])
     .await;
     let d = daily(&env, USER).await;
     assert_eq!(
@@ -546,11 +516,8 @@ async fn defined_outcomes_rollover_limits_reset_no_item_unlimited_disabled() {
     assert_eq!(status, 200, "20 = 9 + 11 held");
 
     // Admin reset zeroes usage, keeps the holds.
-    ingest(
-        &env,
-        &[event("r-2", USER, "2", env.clock.now(), Some(&new))],
-    )
-    .await;
+    env.ingest_all(&[event("r-2", USER, "2", env.clock.now(), Some(&new))])
+        .await;
     let d = daily(&env, USER).await;
     assert_eq!(
         (d["usage_usd"].clone(), d["reserved_usd"].clone()),
@@ -681,11 +648,8 @@ async fn the_cli_lists_a_users_pending_reservations() {
 async fn an_event_naming_a_reservation_id_beyond_the_calendar_applies_as_a_plain_event() {
     let env = TestEnv::new().await;
     let forged = "rsv-8210266876799999-10000000000-0-forged";
-    ingest(
-        &env,
-        &[event("forged-1", USER, "0.25", Utc::now(), Some(forged))],
-    )
-    .await;
+    env.ingest_all(&[event("forged-1", USER, "0.25", Utc::now(), Some(forged))])
+        .await;
     assert_eq!(daily(&env, USER).await["usage_usd"], "0.25");
 }
 
@@ -747,16 +711,13 @@ async fn an_admin_lists_a_users_pending_reservations_in_pages() {
     assert!(!whole.to_string().contains(&bobs));
 
     // A hold settled by its usage event leaves the list.
-    ingest(
-        &env,
-        &[event(
-            "settles-1",
-            USER,
-            "0.05",
-            env.clock.now(),
-            Some(&ids[1]),
-        )],
-    )
+    env.ingest_all(&[event(
+        "settles-1",
+        USER,
+        "0.05",
+        env.clock.now(),
+        Some(&ids[1]),
+    )])
     .await;
     let after = list("?limit=100".into()).await;
     assert_eq!(after["items"].as_array().unwrap().len(), 2, "{after}");

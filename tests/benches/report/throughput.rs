@@ -56,7 +56,7 @@ async fn warm_world(users: usize) -> Arc<TestEnv> {
     let env = world_untokened().await;
     let warm = bodies(users, users, "warm");
     for chunk in warm.chunks(100) {
-        spendguard_tests::costs::ingest(&env, chunk).await;
+        env.ingest_all(chunk).await;
     }
     Arc::new(env)
 }
