@@ -56,7 +56,7 @@ impl<T> Page<T> {
     /// last key served, so the next page stays right when items come and go
     /// between the requests.
     pub fn of_all(
-        mut items: Vec<T>,
+        items: Vec<T>,
         req: &PageRequest,
         key: impl Fn(&T) -> String,
     ) -> Result<Self, Error> {
@@ -71,18 +71,22 @@ impl<T> Page<T> {
                 }
             },
         };
-        items.sort_by_cached_key(|i| key(i));
+        // Each key computed once: it orders, filters and ends the page.
+        let mut keyed: Vec<(String, T)> = items.into_iter().map(|i| (key(&i), i)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
         let limit = usize::try_from(req.limit).unwrap_or(1).max(1);
-        let mut rest = items
+        let mut rest = keyed
             .into_iter()
-            .filter(|i| after.as_ref().is_none_or(|a| key(i) > *a))
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
             .peekable();
-        let page: Vec<T> = rest.by_ref().take(limit).collect();
+        let page: Vec<(String, T)> = rest.by_ref().take(limit).collect();
         let next = match (rest.peek(), page.last()) {
-            (Some(_), Some(last)) => Some(Cursor(BTreeMap::from([(AFTER.to_string(), key(last))]))),
+            (Some(_), Some((last, _))) => {
+                Some(Cursor(BTreeMap::from([(AFTER.to_string(), last.clone())])))
+            }
             _ => None,
         };
-        Ok(Self::new(page, next))
+        Ok(Self::new(page.into_iter().map(|(_, i)| i).collect(), next))
     }
 }
 
