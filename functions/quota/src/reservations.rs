@@ -1,6 +1,6 @@
 //! `POST /v1/quota/reservations`, `GET` and `DELETE /v1/quota/reservations/{id}`,
-//! `GET /v1/admin/users/{user_id}/reservations`: thin; the rules are in `domain::reservation`, the writes in
-//! `store::reservations`.
+//! `GET /v1/admin/users/{user_id}/reservations`: thin; the rules are in
+//! `domain::reservation`, the writes in `store::reservations`.
 
 use http::StatusCode;
 use lambda_http::Request;
@@ -49,17 +49,8 @@ pub async fn reserve(deps: &Deps, caller: &Caller, req: &Request) -> HttpResult 
             json_response(StatusCode::CREATED, &r.view())
         }
         ReserveOutcome::Refused(check) => {
-            let reason = check.reason.as_ref().map(serde_json::to_value);
-            let reason = reason.and_then(Result::ok);
-            metrics::reservation_decision(
-                "quota",
-                Some(
-                    reason
-                        .as_ref()
-                        .and_then(|r| r.as_str())
-                        .unwrap_or("refused"),
-                ),
-            );
+            let reason = metrics::reason_label(check.reason.as_ref(), "refused");
+            metrics::reservation_decision("quota", Some(&reason));
             json_response(StatusCode::OK, &check)
         }
         ReserveOutcome::Replay(stored) => replayed_response(&stored),
